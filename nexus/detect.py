@@ -68,11 +68,15 @@ def _json_type(obj): return _JSON_TYPE_NAMES.get(type(obj), type(obj).__name__)
 
 def _read_bytes(path, limit, what):
     "Read `path` whole if it is at most `limit` bytes, turning OS errors into `NexusError`s that say what to do."
-    try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size > limit:
-                raise ConfigError(f"{path} is larger than {limit >> 20} MiB: that is not a {what}; check the file.")
-            return f.read()
+    try:  # os.read on a descriptor: a config is read on every detection call, and this is the cheapest way
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size > limit: raise ConfigError(f"{path} is larger than {limit >> 20} MiB: that is not a {what}; check the file.")
+            chunks = [os.read(fd, size + 1)]
+            while chunks[-1]: chunks.append(os.read(fd, 1 << 20))  # files that report size 0 (procfs, pipes) still read whole
+            return b"".join(chunks)
+        finally: os.close(fd)
     except FileNotFoundError: raise ConfigError(f"{path}: no {what} here. Pass the model folder that holds it, or re-download the model.") from None
     except IsADirectoryError: raise ConfigError(f"{path} is a folder, expected a {what} file.") from None
     except PermissionError: raise ModelPathError(f"{path}: permission denied reading the {what}. Fix its permissions (chmod a+r) or run as its owner.") from None
@@ -103,13 +107,16 @@ def _header_error(path, msg): return HeaderError(f"{path}: {msg}")
 def read_safetensors_header(path) -> tuple[dict, dict]:
     "Tensors `{name: (dtype, shape)}` and `__metadata__` of a safetensors file, validated, reading only its header."
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
             if size < 8: raise _header_error(path, f"{size} bytes is too short for a safetensors file (truncated download?). Re-download it.")
-            (n,) = struct.unpack("<Q", f.read(8))
+            head = os.read(fd, 4096)
+            (n,) = struct.unpack_from("<Q", head)
             if n > _MAX_HEADER_BYTES: raise _header_error(path, f"absurd header length {n} (limit {_MAX_HEADER_BYTES}): not a safetensors file, or corrupted. Re-download it.")
             if n > size - 8: raise _header_error(path, f"header length field says {n} bytes but only {size - 8} follow: the file is truncated or not safetensors. Re-download it.")
-            raw = f.read(n)
+            raw = head[8:8 + n] if n + 8 <= len(head) else head[8:] + os.pread(fd, n + 8 - len(head), len(head))
+        finally: os.close(fd)
     except HeaderError: raise
     except OSError as e: raise ModelPathError(f"{path}: cannot read ({e.strerror or e}).") from None
     try: header = json.loads(raw)
@@ -140,7 +147,7 @@ def _bad_entry(path, name, e, data_bytes):
     "The precise complaint about a header entry that failed validation."
     if not isinstance(e, dict): return _header_error(path, f"entry {name!r} is {_json_type(e)}, expected an object with dtype, shape and data_offsets.")
     dtype, shape, offs = e.get("dtype"), e.get("shape"), e.get("data_offsets")
-    if dtype not in SAFETENSORS_DTYPE_BITS: return _header_error(path, f"tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(SAFETENSORS_DTYPE_BITS)}).")
+    if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BITS: return _header_error(path, f"tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(SAFETENSORS_DTYPE_BITS)}).")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         return _header_error(path, f"tensor {name!r} has invalid shape {shape!r:.60}: expected a list of non-negative integers.")
     if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int for o in offs) and 0 <= offs[0] <= offs[1]):
@@ -213,7 +220,7 @@ class _GGUFCursor:
         unpack, buf, pos, size = struct.Struct(self.e + "Q").unpack_from, self.buf, self.pos, len(self.buf)
         try:
             for _ in range(n): pos += 8 + unpack(buf, pos)[0]
-        except struct.error: pos = size + 1
+        except (struct.error, OverflowError): pos = size + 1
         if pos > size: raise self.fail("truncated GGUF header: a string array runs past the end of the file")
         self.pos = pos
     def value(self, vtype, depth=0):
@@ -621,14 +628,14 @@ def config_architecture(cfg, where="config.json"):
     return archs[0]
 
 # %% ../nbs/00_detect.ipynb #29e51969
-_BUFFER_NAMES = ("position_ids", "num_batches_tracked", "running_mean", "running_var", "inv_freq", "masked_bias",
-                 "_float_tensor", "rope_freqs", "e_score_correction_bias")
+_BUFFER_NAMES = frozenset({"position_ids", "num_batches_tracked", "running_mean", "running_var", "inv_freq", "masked_bias",
+                           "_float_tensor", "e_score_correction_bias"})
 _INT_DTYPES = {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64"}
 
 def is_buffer_tensor(name, dtype, shape, quantized=False):
     "Whether a stored tensor is a buffer rather than a parameter (positions, norms' running stats, rotary tables, masks)."
-    last = name.rsplit(".", 1)[-1]
-    if last in _BUFFER_NAMES or name.endswith(_BUFFER_NAMES): return True
+    last = name[name.rfind(".") + 1:]
+    if last in _BUFFER_NAMES or name.startswith("rope_freqs"): return True  # GGUF stores Llama 3's rotary table
     if last == "bias" and len(shape) == 4: return True  # GPT-2-style causal mask saved as `attn.bias`
     return dtype in _INT_DTYPES and not quantized  # quantised checkpoints pack weights into integers
 
@@ -664,7 +671,7 @@ def _cached(path, kind, quantized, build):
     if hit and hit[0] == stamp: return hit[1]
     if len(_SUMMARY_CACHE) > 4096: _SUMMARY_CACHE.clear()
     summary = build()
-    summary.file_bytes = st.st_size
+    if isinstance(summary, WeightSummary): summary.file_bytes = st.st_size
     _SUMMARY_CACHE[key] = (stamp, summary)
     return summary
 
@@ -674,7 +681,7 @@ def summarize_safetensors(path, quantized=False) -> WeightSummary:
         s = WeightSummary()
         for name, (dtype, shape) in read_safetensors_header(path)[0].items():
             n = math.prod(shape)
-            s.add(dtype, n, n * SAFETENSORS_DTYPE_BITS[dtype] // 8, is_buffer_tensor(name, dtype, shape, quantized))
+            s.add(dtype, n, n * SAFETENSORS_DTYPE_BITS[dtype] >> 3, is_buffer_tensor(name, dtype, shape, quantized))
         return s
     return _cached(path, "safetensors", quantized, build)
 
@@ -849,7 +856,7 @@ def _gguf_files(folder):
 
 def _describe_gguf(folder, info):
     main, shards = _gguf_files(folder)
-    headers = [read_gguf_header(p) for p in shards]
+    headers = [_cached(p, "gguf", False, lambda p=p: read_gguf_header(p)) for p in shards]
     meta = headers[0].metadata
     arch = meta.get("general.architecture")
     if not isinstance(arch, str): raise HeaderError(f"{main}: GGUF header has no general.architecture string, so the model can't be identified.")

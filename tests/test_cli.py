@@ -1,0 +1,53 @@
+"The `nexus` console script as users run it: exit codes, one line on error, never a traceback."
+import json, os, subprocess, sys, shutil
+import pytest
+
+NEXUS = shutil.which("nexus") or pytest.fail("the `nexus` console script is not installed (pip install -e .)")
+
+def run(*args, timeout=120):
+    return subprocess.run([NEXUS, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+def test_info_table_and_json(llama_dir):
+    r = run("info", llama_dir)
+    assert r.returncode == 0 and "LlamaForCausalLM" in r.stdout and r.stderr == ""
+    info = json.loads(run("info", llama_dir, "--json").stdout)
+    assert info["num_parameters"] > 0 and info["category"] == "transformers"
+
+def test_info_bundled_models():
+    r = run("info", "smollm2")
+    assert r.returncode == 0 and "134.5M" in r.stdout and "gguf Q4_1" in r.stdout
+    assert json.loads(run("info", "minilm", "--json").stdout)["num_parameters"] == 22_713_216
+
+@pytest.mark.parametrize("args,code,text", [
+    (["info", "/definitely/not/here"], 1, "no such file or folder"),
+    (["info"], 2, "the following arguments are required: path"),
+    (["info", ".", "--frobnicate"], 2, "unrecognized arguments: --frobnicate"),
+    (["teleport"], 2, "invalid choice: 'teleport'"),
+    (["scan", "/definitely/not/here"], 1, "no such file or folder"),
+])
+def test_errors_are_one_line(args, code, text):
+    r = run(*args)
+    assert r.returncode == code
+    assert text in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+def test_bad_config_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_bytes(b"\xff\xfe garbage")
+    r = run("info", tmp_path)
+    assert r.returncode == 1 and "not UTF-8 text" in r.stderr and r.stderr.count("\n") == 1
+
+def test_scan_lines_json_and_warnings(registry, tmp_path):
+    r = run("scan", registry)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 14
+    os.symlink(tmp_path, tmp_path / "loop")
+    (tmp_path / "sub").mkdir()
+    os.symlink(registry / "Whisper", tmp_path / "sub" / "whisper")
+    r = run("scan", tmp_path, "--json")
+    out = json.loads(r.stdout)
+    assert [m["architecture"] for m in out["models"]] == ["WhisperForConditionalGeneration"]
+    assert len(out["problems"]) == 1 and "symlink loop" in out["problems"][0]["error"]
+    assert r.stderr.startswith("nexus: warning:") and "Traceback" not in r.stderr
+
+def test_scan_output_survives_closed_pipe(registry):
+    "`nexus scan ROOT | head -1` must not print a BrokenPipeError traceback."
+    p = subprocess.run(f"'{NEXUS}' scan '{registry}' | head -1", shell=True, capture_output=True, text=True, timeout=120)
+    assert len(p.stdout.splitlines()) == 1 and "Traceback" not in p.stderr
