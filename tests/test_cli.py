@@ -51,3 +51,14 @@ def test_scan_output_survives_closed_pipe(registry):
     "`nexus scan ROOT | head -1` must not print a BrokenPipeError traceback."
     p = subprocess.run(f"'{NEXUS}' scan '{registry}' | head -1", shell=True, capture_output=True, text=True, timeout=120)
     assert len(p.stdout.splitlines()) == 1 and "Traceback" not in p.stderr
+
+def test_load_reports_and_errors(llama_dir, tmp_path):
+    r = run("load", llama_dir)
+    assert r.returncode == 0, r.stderr
+    assert "LlamaForCausalLM" in r.stdout and "forward -> (1, 8, 320)" in r.stdout and "dtype float32" in r.stdout
+    r = run("load", llama_dir, "--memory-limit", "1KiB")
+    assert r.returncode == 1 and "needs about" in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    from nexus.fixtures import save_custom_code_model
+    marker = tmp_path / "MARKER"
+    r = run("load", save_custom_code_model(tmp_path / "custom", marker=marker))
+    assert r.returncode == 1 and "trust_remote_code" in r.stderr and not marker.exists()
