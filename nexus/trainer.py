@@ -322,6 +322,9 @@ class GracefulStop(TrainerCallback):
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT: os._exit(130)  # the second Ctrl-C: leave now
         self.signum = signum
+    def request(self, signum=signal.SIGINT):
+        "Ask the run to stop after the current step, as that signal would (from a dashboard's Stop button, say)."
+        self.signum = self.signum or signum
     @property
     def exit_code(self): return 128 + self.signum if self.signum else 0
     def on_step_end(self, args, state, control, **kwargs):
@@ -439,11 +442,12 @@ def _append_jsonl(path, rows):
         for r in rows: f.write(json.dumps(r) + "\n")
 
 # %% ../nbs/04_trainer.ipynb #05880c5f
-def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, heldout_examples=None, callbacks=()):
+def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, heldout_examples=None, callbacks=(), stop=None):
     """Distil as the run folder's pipeline state says (flags > saved state > defaults): load the teachers, make or
     load the student, read and pack the data, train with `DistillationTrainer`, measure KL and perplexity on held-out
     text before and after. SIGINT/SIGTERM save a checkpoint and the state and return exit code 130/143; call again
-    with `resume=True` (and no flags) to continue exactly where it stopped."""
+    with `resume=True` (and no flags) to continue exactly where it stopped. Pass a `GracefulStop` as `stop` to stop a
+    run from another thread with `stop.request()`."""
     import transformers
     from nexus.losses import DistillationLoss
     t0, run_dir = time.time(), os.path.abspath(run_dir)
@@ -482,7 +486,7 @@ def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, 
             fp16=precision == "fp16", gradient_checkpointing=st.optim.gradient_checkpointing,
             torch_compile=st.optim.compile_mode is not None, torch_compile_mode=resolve_compile_mode(st.optim.compile_mode),
             ddp_backend="gloo" if device == "cpu" and world > 1 else None)
-        stop = GracefulStop()
+        stop = stop or GracefulStop()
         trainer = DistillationTrainer(student=student, teachers=TeacherPool(teachers, args.device, st.optim.teacher_offload),
                                       distill_loss=loss, router=router, args=args, train_dataset=train_ds, data_collator=collator,
                                       processing_class=tokenizer, callbacks=[stop, *callbacks], loss_log=os.path.join(run_dir, "losses.jsonl"))
