@@ -109,7 +109,7 @@ class LossConfig:
     divergence: Literal["forward_kl", "reverse_kl", "jsd"] = _f("forward_kl", "how student and teacher distributions are compared")
     jsd_beta: float = _f(0.5, "interpolation of the generalised JSD (used when `divergence` is 'jsd')", ge=0, le=1)
     temperature: float = _f(2.0, "softmax temperature of the logit term (the term is scaled by T squared)", gt=0)
-    hidden_loss: Literal["mse", "nmse"] = _f("mse", "hidden-state distance: mean squared error, or normalised")
+    hidden_loss: Literal["mse", "nmse"] = _f("nmse", "hidden-state distance: normalised (‖s−t‖²/‖t‖² per token, scale-free) or plain mean squared error")
     logits_weight: float = _f(1.0, "weight of the logit term", ge=0)
     hidden_weight: float = _f(1.0, "weight of the hidden-state term", ge=0)
     anchor_weight: float = _f(0.0, "weight of the activation-anchoring term (protected subspaces)", ge=0)

@@ -1,0 +1,84 @@
+"`nexus distill` as a user runs it: interrupted and resumed, bad input, and (slow) the real default."
+import json, os, pty, select, signal, subprocess, sys, time, shutil
+from pathlib import Path
+import pytest, torch
+from safetensors.torch import load_file
+
+NEXUS = shutil.which("nexus") or pytest.fail("the `nexus` console script is not installed (pip install -e .)")
+
+def tiny_args(root, run_dir, steps=24):
+    return ["distill", "--run-dir", str(run_dir), "--teachers", f"general={root / 'general'}",
+            "--datasets", f"general={root / 'data' / 'general'}", "--student_layers", "2", "--batch_size", "4",
+            "--lr", "3e-3", "--max_seq_length", "32", "--save_steps", "1000", "--critical_layers", "1",
+            "--max_steps", str(steps), "--seed", "7"]
+
+def spawn_on_pty(args):
+    "Run `nexus` with stdout and stderr on a pseudo-terminal, as in a user's shell (the progress line redraws)."
+    master, slave = pty.openpty()
+    p = subprocess.Popen([NEXUS, *map(str, args)], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, close_fds=True)
+    os.close(slave)
+    return p, master
+
+def read_all(master, p, timeout):
+    out, deadline = b"", time.time() + timeout
+    while time.time() < deadline:
+        r, _, _ = select.select([master], [], [], 0.05)
+        if r:
+            try: chunk = os.read(master, 65536)
+            except OSError: break
+            if not chunk: break
+            out += chunk
+        elif p.poll() is not None: break
+    return out.decode(errors="replace")
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_then_resume(distill_setup, tmp_path, sig, code):
+    whole = subprocess.run([NEXUS, *tiny_args(distill_setup, tmp_path / "whole")], capture_output=True, text=True, timeout=900)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    run_dir = tmp_path / "stopped"
+    p, master = spawn_on_pty(tiny_args(distill_setup, run_dir))
+    out, log = "", run_dir / "losses.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (log.exists() and log.read_text().strip()):
+        out += read_all(master, p, 0.05)
+    p.send_signal(sig)
+    out += read_all(master, p, 300)
+    p.wait(timeout=60)
+    os.close(master)
+    assert p.returncode == code, out[-3000:]
+    assert "Traceback" not in out
+    tail = out.replace("\r\n", "\n").rsplit("\n", 1)
+    assert tail[-1].strip("\r\x1b[K ") == "", f"a partial line after the last newline: {tail[-1]!r}"
+    assert f"Resume with: nexus distill --resume {run_dir}" in out
+    state = json.loads((run_dir / ".pipeline_state.json").read_text())
+    assert state["run"]["last_checkpoint"] and (run_dir / state["run"]["last_checkpoint"] / "model.safetensors").exists()
+
+    resumed = subprocess.run([NEXUS, "distill", "--resume", str(run_dir)], capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = load_file(tmp_path / "whole" / "student" / "model.safetensors"), load_file(run_dir / "student" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+@pytest.mark.parametrize("extra,text,code", [
+    (["--frobnicate"], "unrecognized arguments: --frobnicate", 2),
+    (["--teachers", "general=/no/such/model"], "no such file or folder", 1),
+    (["--lr=-1"], "hyper.lr must be greater than 0", 2),
+    (["--sample_size", "0"], "hyper.sample_size must be at least 1", 2),
+    (["--datasets", "general={empty}"], "holds no dataset file", 1),
+])
+def test_bad_input_is_one_line_and_leaves_no_run(distill_setup, tmp_path, extra, text, code):
+    empty = tmp_path / "empty-data"; empty.mkdir(); (empty / "notes.md").write_text("not a dataset")
+    args = tiny_args(distill_setup, tmp_path / "run") + [e.format(empty=empty) for e in extra]
+    r = subprocess.run([NEXUS, *args], capture_output=True, text=True, timeout=600)
+    assert r.returncode == code, r.stderr[-2000:]
+    assert r.stderr.strip().count("\n") == 0 and text in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "run").exists(), "a failed start must leave no run folder behind"
+
+@pytest.mark.slow
+def test_real_default_lowers_kl(tmp_path):
+    "The main job itself (SmolLM2-135M-Instruct -> 6 layers, built-in data, debug rung), cut to 2 steps."
+    r = subprocess.run([NEXUS, "distill", "--run-dir", str(tmp_path / "run"), "--max_steps", "2"], capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["after"]["kl"] < m["before"]["kl"], m
+    assert (tmp_path / "run" / "losses.png").exists() and "loss plot" in r.stdout
