@@ -76,7 +76,7 @@ TINY_MODELS = {
     "gemma": ("GemmaConfig", "GemmaForCausalLM", _text(head_dim=8)),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", _text(head_dim=8, sliding_window=16)),
     "phi3": ("Phi3Config", "Phi3ForCausalLM", _text()),
-    "glm4_moe_lite": ("Glm4MoeLiteConfig", "Glm4MoeLiteForCausalLM", _text(n_routed_experts=4, num_experts_per_tok=2,
+    "glm4_moe_lite": ("Glm4MoeLiteConfig", "Glm4MoeLiteForCausalLM", _text(num_key_value_heads=4, n_routed_experts=4, num_experts_per_tok=2,
                       moe_intermediate_size=16, first_k_dense_replace=1, kv_lora_rank=16, q_lora_rank=16,
                       qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8, n_group=1, topk_group=1)),
     "bert": ("BertConfig", "BertModel", dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -129,7 +129,7 @@ class SparseAutoencoder(torch.nn.Module):
         sae = info.get("sae") or {}
         if info["category"] != "sae": raise LoadError(f"{path} is a {info['category']} model, not a sparse autoencoder.")
         if sae.get("num_saes", 0) != 1:
-            choices = ", ".join(info["weight_files"][:5]) or "none"
+            choices = ", ".join(os.path.dirname(f) or "." for f in info["weight_files"][:5]) or "none"
             raise LoadError(f"{path} holds {sae.get('num_saes', 0)} SAEs; pass the folder of one of them (for example: {choices}).")
         f = os.path.join(info["path"], info["weight_files"][0])
         tensors = _load_sae_tensors(f)

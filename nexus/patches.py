@@ -250,12 +250,14 @@ def _shape_error(model_cls, path, mapping, kwargs):
 
 @contextlib.contextmanager
 def quiet_transformers():
-    "Silence transformers' load report while Nexus makes its own (restored after)."
+    "Silence transformers' load report and progress bars while Nexus makes its own (both restored after)."
     import transformers
-    level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
+    level, bars = transformers.logging.get_verbosity(), transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar()
     try: yield
-    finally: transformers.logging.set_verbosity(level)
+    finally:
+        transformers.logging.set_verbosity(level)
+        if bars: transformers.utils.logging.enable_progress_bar()
 
 # %% ../nbs/02_patches.ipynb #4d1a2843
 @contextlib.contextmanager

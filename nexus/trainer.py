@@ -615,7 +615,7 @@ def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks
         warmup_steps=st.hyper.warmup_steps, seed=st.hyper.seed, data_seed=st.hyper.seed, logging_steps=st.hyper.logging_steps,
         save_strategy="steps", save_steps=st.hyper.save_steps, save_total_limit=2, report_to=[], disable_tqdm=True,
         remove_unused_columns=False, dataloader_num_workers=0, use_cpu=device == "cpu", bf16=precision == "bf16",
-        fp16=precision == "fp16", gradient_checkpointing=st.optim.gradient_checkpointing,
+        fp16=precision == "fp16", **({"activation_checkpointing": True} if st.optim.gradient_checkpointing else {}),
         torch_compile=st.optim.compile_mode is not None, torch_compile_mode=resolve_compile_mode(st.optim.compile_mode),
         ddp_backend="gloo" if device == "cpu" and world > 1 else None, include_num_input_tokens_seen="non_padding")
     stop = stop or GracefulStop()

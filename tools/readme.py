@@ -11,10 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def _hidden(src): return bool(re.search(r"^#\|\s*(hide|export|exporti|default_exp)\b", src, re.M))
 
 def _outputs(cell):
-    "The text a code cell showed: streams and plain-text results (images and widgets have no place in a README)."
+    "The text a code cell showed: stdout and plain-text results (stderr, images and widgets have no place in a README)."
     out = []
     for o in cell.get("outputs", []):
-        if o.get("output_type") == "stream": out.append("".join(o.get("text", "")))
+        if o.get("output_type") == "stream" and o.get("name") == "stdout": out.append("".join(o.get("text", "")))
         elif "text/plain" in o.get("data", {}): out.append("".join(o["data"]["text/plain"]))
     return "".join(out).rstrip("\n")
 
