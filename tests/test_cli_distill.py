@@ -82,3 +82,14 @@ def test_real_default_lowers_kl(tmp_path):
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["after"]["kl"] < m["before"]["kl"], m
     assert (tmp_path / "run" / "losses.png").exists() and "loss plot" in r.stdout
+
+def test_second_sigint_exits_at_once(distill_setup, tmp_path):
+    run_dir = tmp_path / "run"
+    p = subprocess.Popen([NEXUS, *tiny_args(distill_setup, run_dir, steps=400)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log, deadline = run_dir / "losses.jsonl", time.time() + 600
+    while time.time() < deadline and not (log.exists() and log.read_text().strip()): time.sleep(0.01)
+    p.send_signal(signal.SIGINT); time.sleep(0.05); p.send_signal(signal.SIGINT)
+    t = time.time()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and time.time() - t < 10, err[-2000:]
+    assert "Traceback" not in err
