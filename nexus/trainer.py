@@ -132,10 +132,13 @@ class TeacherPool:
     """Named teachers in eval mode without gradients. With `offload`, a teacher waits on the CPU and moves to the
     device only for its own forward pass, so at most one teacher occupies the device at a time."""
     def __init__(self, teachers: dict, device="cpu", offload=False):
-        self.teachers, self.device, self.offload = dict(teachers), torch.device(device), offload
-        for m in self.teachers.values():
+        self.teachers, self.device, self.offload, self._host = dict(teachers), torch.device(device), offload, {}
+        pin = offload and self.device.type == "cuda"
+        for name, m in self.teachers.items():
             m.eval().requires_grad_(False)
             m.to("cpu" if offload else self.device)
+            if offload:  # the host copy is kept (pinned for fast transfers): unloading drops the device copy, copies nothing back
+                self._host[name] = [(t, t.data.pin_memory() if pin else t.data) for t in [*m.parameters(), *m.buffers()]]
         self.resident_bytes = 0 if offload else sum(self.nbytes(n) for n in self.teachers)
         self.peak_resident_bytes = self.resident_bytes
 
@@ -148,12 +151,14 @@ class TeacherPool:
         "One teacher's outputs on `inputs` (logits, and hidden states when asked)."
         m = self.teachers[name]
         if self.offload:
-            m.to(self.device)
+            for t, host in self._host[name]: t.data = host.to(self.device, non_blocking=True)
             self.resident_bytes = self.nbytes(name)
             self.peak_resident_bytes = max(self.peak_resident_bytes, self.resident_bytes)
         try: out = m(**inputs, output_hidden_states=hidden_states, use_cache=False)
         finally:
-            if self.offload: m.to("cpu"); self.resident_bytes = 0
+            if self.offload:
+                for t, host in self._host[name]: t.data = host
+                self.resident_bytes = 0
         return out
 
 # %% ../nbs/04_trainer.ipynb #a3b3096b
