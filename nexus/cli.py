@@ -116,7 +116,12 @@ def cmd_load(args) -> int:
 def main(argv=None) -> int:
     "Run `nexus` with `argv` (default: the command line); returns the exit code."
     args = build_parser().parse_args(argv)
-    try: return args.run(args)
+    try:
+        code = args.run(args)
+        if code in (130, 143) and argv is None:  # the console script, stopped by a signal: leave now, before interpreter
+            sys.stdout.flush(); sys.stderr.flush()  # shutdown resets signal handlers and a further Ctrl-C could kill it mid-way
+            os._exit(code)
+        return code
     except NexusError as e:
         print(f"nexus: error: {e}", file=sys.stderr)
         return 1

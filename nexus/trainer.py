@@ -324,7 +324,9 @@ class GracefulStop(TrainerCallback):
             for sig in (signal.SIGINT, signal.SIGTERM): self._previous[sig] = signal.signal(sig, self._handle)
         return self
     def uninstall(self):
-        for sig, h in self._previous.items(): signal.signal(sig, h)
+        "Put the previous handlers back; after a signal, a further one exits at once instead (the run is already stopping)."
+        for sig, h in self._previous.items():
+            signal.signal(sig, h if self.signum is None else (lambda s, f: os._exit(128 + s)))
         self._previous = {}
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT: os._exit(130)  # the second Ctrl-C: leave now
@@ -579,6 +581,8 @@ def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, 
             result.after = heldout_metrics(student, teachers[next(iter(teachers))], heldout) if heldout else None
             if _rank() == 0: _write_json(metrics, {"before": before, "after": result.after})
         run.update(global_step=step, last_checkpoint=result.last_checkpoint)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier(); torch.distributed.destroy_process_group()  # no collective left running at exit
     result.seconds = time.time() - t0
     return result
 
@@ -622,7 +626,8 @@ def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks
         remove_unused_columns=False, dataloader_num_workers=0, use_cpu=device == "cpu", bf16=precision == "bf16",
         fp16=precision == "fp16", **({"activation_checkpointing": True} if st.optim.gradient_checkpointing else {}),
         torch_compile=st.optim.compile_mode is not None, torch_compile_mode=resolve_compile_mode(st.optim.compile_mode),
-        ddp_backend="gloo" if device == "cpu" and world > 1 else None, include_num_input_tokens_seen="non_padding")
+        ddp_backend="gloo" if device == "cpu" and world > 1 else None, ddp_find_unused_parameters=False,
+        include_num_input_tokens_seen="non_padding")
     stop = stop or GracefulStop()
     trainer = DistillationTrainer(student=student, teachers=TeacherPool(teachers, args.device, st.optim.teacher_offload),
                                   distill_loss=loss, router=router, args=args, train_dataset=train_ds, data_collator=collator,

@@ -28,8 +28,10 @@ grab = Grads()
 args = transformers.TrainingArguments(
     output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, gradient_accumulation_steps=accum, max_steps=1,
     learning_rate=1e-3, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
-    remove_unused_columns=False, ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", 1)) > 1 else None)
+    remove_unused_columns=False, ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", 1)) > 1 else None,
+    ddp_find_unused_parameters=False)
 tr = DistillationTrainer(student=student, teachers={"t": teacher}, distill_loss=loss, args=args, train_dataset=items,
                          data_collator=DistillCollator(pad_token_id=0, experts=["t"]), callbacks=[grab])
 tr.train()
 if tr.args.process_index == 0: torch.save({"loss": tr.component_history[0], "grads": grab.grads}, out)
+if torch.distributed.is_initialized(): torch.distributed.barrier(); torch.distributed.destroy_process_group()
