@@ -7,9 +7,9 @@ Docs: https://nexus-distill.github.io/nexus/patches.html.md"""
 # %% auto #0
 __all__ = ['WRAPPER_PREFIXES', 'LEGACY_NAMES', 'QUANT_STATE_MARKERS', 'PatchError', 'MissingWeightsError', 'ShapeMismatchError',
            'register_model_type', 'register_custom_types', 'checkpoint_keys', 'wrapper_key_mapping', 'match_keys',
-           'HealingReport', 'load_pretrained_healed', 'quiet_transformers', 'patched', 'resolve_submodules',
-           'buffer_registration', 'sanitized_attribute_names', 'fuzzy_state_dict_loading', 'has_quantization_state',
-           'quantization_safety', 'loading_patches']
+           'HealingReport', 'load_state_allowing_tied', 'load_pretrained_healed', 'quiet_transformers', 'patched',
+           'resolve_submodules', 'buffer_registration', 'sanitized_attribute_names', 'fuzzy_state_dict_loading',
+           'has_quantization_state', 'quantization_safety', 'loading_patches']
 
 # %% ../nbs/02_patches.ipynb #3b527f95
 import contextlib, functools, inspect, os, re
@@ -164,6 +164,15 @@ def _tied_groups(model):
     for name, p in model.named_parameters(remove_duplicate=False):
         out[name] = first.setdefault(id(p), name)
     return out
+
+def load_state_allowing_tied(model, state, where):
+    """`model.load_state_dict(state)` where only the second copy of tied weights may be absent (it is re-tied);
+    any other gap or leftover is a `PatchError` naming the tensors."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    gaps = sorted(set(missing) - {n for n, g in _tied_groups(model).items() if g != n})
+    if gaps or unexpected:
+        raise PatchError(f"{where}: the weights do not fit the model (missing {gaps[:5]}, unexpected {list(unexpected)[:5]}).")
+    model.tie_weights()
 
 def _native_names(model, keys):
     "What transformers' own format conversions (not healing) call each checkpoint key, where it can tell."

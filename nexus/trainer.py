@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from .detect import NexusError
+from .patches import load_state_allowing_tied
 
 # %% ../nbs/04_trainer.ipynb #220b0069
 class TrainerError(NexusError):
@@ -68,19 +69,9 @@ def make_student(teacher, num_layers: int, layers: list[int] | None = None):
             for i, t in enumerate(idx):
                 if t == int(m.group(1)): state[f"{name}.{i}.{m.group(2)}"] = v
     student = type(teacher)(cfg)  # built for real: buffers (rotary tables) are made from the config, as the teacher's were
-    missing, unexpected = student.load_state_dict(state, strict=False)
-    tied = {n for n, g in _tied_names(student).items() if g != n}
-    if unexpected or set(missing) - tied:
-        raise TrainerError(f"make_student: the copy from the teacher left {sorted(set(missing) - tied)[:5]} unfilled and {unexpected[:5]} unused; "
-                           "this architecture's layer stack isn't laid out as expected.")
-    student.tie_weights()
+    load_state_allowing_tied(student, state, "make_student (copying the teacher's layers)")
     student.config._name_or_path = f"{getattr(teacher.config, '_name_or_path', 'teacher')} ({num_layers} layers)"
     return student.to(next(teacher.parameters()).dtype).train()
-
-def _tied_names(model):
-    "Every parameter name -> the first name of the group sharing its storage."
-    first = {}
-    return {n: first.setdefault(id(p), n) for n, p in model.named_parameters(remove_duplicate=False)}
 
 # %% ../nbs/04_trainer.ipynb #eb71c222
 ROUTER_MODES = ("dataset", "best_teacher", "mixture")
@@ -290,11 +281,7 @@ def load_student_weights(student, folder):
     files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) else ["model.safetensors"]
     state = {}
     for f in files: state.update(load_file(os.path.join(folder, f)))
-    missing, unexpected = student.load_state_dict(state, strict=False)
-    tied = {n for n, g in _tied_names(student).items() if g != n}
-    if unexpected or set(missing) - tied:
-        raise TrainerError(f"{folder}: the checkpoint does not fit the student (missing {sorted(set(missing) - tied)[:5]}, unexpected {unexpected[:5]}).")
-    student.tie_weights()
+    load_state_allowing_tied(student, state, folder)
 
 def _default_collator(features):
     "Stack equal-length rows (the data module pads; this only batches)."
