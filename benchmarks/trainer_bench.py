@@ -2,7 +2,7 @@
 
     python benchmarks/trainer_bench.py --output trainer_bench.json [--steps 5] [--seq-len 256] [--batch 2] [--repeats 3]
 
-Teacher: SmolLM2-135M-Instruct, dequantised once from the bundled GGUF to fp32 safetensors (cached in --workdir).
+Teacher: SmolLM2-135M-Instruct, dequantised once from the bundled GGUF to fp32 safetensors (cached by `teacher_source`).
 Student: `make_student(teacher, 6)` (6 of its 30 layers, 49.6M parameters). Data: the built-in 'coder' examples
 (Python from the standard library), tokenised with the teacher's tokenizer and packed into full rows of --seq-len
 tokens (no padding), batches of --batch rows; every side sees the same batches in the same order.
@@ -58,12 +58,10 @@ def maxrss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 def med(xs): return statistics.median(xs) if xs else float("nan")
 
-def smollm2_safetensors(workdir):
-    "SmolLM2-135M-Instruct dequantised from the bundled GGUF and saved as safetensors (fp32), once."
-    out = Path(workdir) / "smollm2-135m-instruct"
-    if (out / "model.safetensors").exists(): return out
-    from nexus.loader import gguf_to_safetensors
-    return Path(gguf_to_safetensors("smollm2", out))
+def smollm2_safetensors():
+    "SmolLM2-135M-Instruct as fp32 safetensors: the bundled GGUF, converted once into Nexus' cache by `teacher_source`."
+    from nexus.loader import teacher_source
+    return Path(teacher_source("smollm2"))
 
 def quiet():
     import transformers
@@ -77,7 +75,7 @@ def load_pair(a):
     from nexus.loader import OmniModelLoader
     from nexus.trainer import make_student
     torch.manual_seed(0)
-    teacher, tok = OmniModelLoader(str(smollm2_safetensors(a.workdir))).load(device_map=a.device)
+    teacher, tok = OmniModelLoader(str(smollm2_safetensors())).load(device_map=a.device)
     student = make_student(teacher, a.student_layers).to(a.device)
     return teacher, tok, student
 
@@ -171,7 +169,7 @@ def overhead_part(a):
 
     sides = {"bare": BareTrainer(model=student, args=args, train_dataset=items, data_collator=collator)}
     losses = {}
-    for name, cfg in (("nexus_logits", dict(hidden_weight=0.0)), ("nexus_logits_hidden", dict(hidden_weight=1.0))):
+    for name, cfg in (("nexus_logits", dict(hidden_weight=0.0)), ("nexus_logits_hidden", dict(hidden_weight=1.0, critical_layers=None))):
         loss = distill_loss(student, {"teacher": teacher}, **cfg)
         sides[name] = DistillationTrainer(student=student, teachers={"teacher": teacher}, distill_loss=loss, args=args,
                                           train_dataset=items, data_collator=collator)
@@ -398,7 +396,7 @@ def main():
         print(json.dumps(r))
         return
     os.makedirs(a.workdir, exist_ok=True)
-    smollm2_safetensors(a.workdir)
+    smollm2_safetensors()
     t0 = time.time()
     res = {"command": " ".join(["python", "benchmarks/trainer_bench.py"] + sys.argv[1:]), "machine": machine(), "args": vars(a),
            "load_before": load_snapshot()}

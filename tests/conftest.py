@@ -5,7 +5,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
-    "Tiny folders shaped like the seed's fourteen teacher-registry models."
+    "Tiny folders shaped like the fourteen models of the teacher registry (`nexus.fixtures.REGISTRY`)."
     import transformers
     from nexus.fixtures import REGISTRY_MODELS, save_registry_model
     transformers.utils.logging.disable_progress_bar()

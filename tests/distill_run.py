@@ -6,7 +6,7 @@ Exits with the run's exit code (0, or 130/143 after SIGINT/SIGTERM)."""
 import json, sys
 import transformers
 transformers.utils.logging.disable_progress_bar(); transformers.logging.set_verbosity_error()
-from nexus.trainer import run_distillation
+from nexus.pipeline import run_distillation
 
 if __name__ == "__main__":
     run_dir, rest = sys.argv[1], sys.argv[2:]
