@@ -1,4 +1,4 @@
-"""How a student's next-token distribution is compared with a teacher's: forward KL, reverse KL and the generalised JSD, one entry each, with the value and the gradient the chunked loss needs.
+"""How a student's next-token distribution is compared with a teacher's: forward KL, reverse KL and generalised JSD.
 
 Docs: https://nexus-distill.github.io/nexus/divergences.html.md"""
 
@@ -33,7 +33,8 @@ def _rowdot(a, b):
 # %% ../nbs/03_divergences.ipynb #7f633149
 @divergence("forward_kl")
 class ForwardKL:
-    "KL(p ‖ q) = Σ p (log p − log q): the student covers every token the teacher finds likely (Hinton's distillation)."
+    """KL(p ‖ q) = Σ p (log p − log q): the student covers every token the teacher finds likely (Hinton's
+    distillation)."""
     @staticmethod
     def value(t, s, beta=0.5): return (t.exp() * (t - s)).sum(-1)  # (...,)
 
@@ -62,7 +63,8 @@ class ReverseKL:
 # %% ../nbs/03_divergences.ipynb #5dfbb7c1
 @divergence("jsd")
 class JSD:
-    """β KL(p ‖ m) + (1−β) KL(q ‖ m) with m = βp + (1−β)q (GKD's generalised JSD): β = 0 is forward KL, β = 1
+    """β KL(p ‖ m) + (1−β) KL(q ‖ m) with m = βp + (1−β)q (GKD's generalised JSD): β = 0 is forward KL,
+    β = 1
     reverse KL, 0.5 the symmetric JSD."""
     @staticmethod
     def value(t, s, beta=0.5):

@@ -144,6 +144,6 @@ def close_matches(word, options, n=1, cutoff=0.6, aliases=None) -> list[str]:
 
 # %% ../nbs/00_errors.ipynb #9ccd2aa2
 def did_you_mean(word, options, prefix="", **kw) -> str:
-    "'; did you mean X?' (or 'X or Y' when `n` > 1) for what `word` probably meant among `options`; '' if nothing is close."
+    "`; did you mean 'x'?` ('x' or 'y' when `n` > 1) for what `word` probably meant among `options`, else ''."
     m = close_matches(word, options, **kw)
     return f"; did you mean {' or '.join(repr(prefix + x) for x in m)}?" if m else ""

@@ -1,4 +1,4 @@
-"""Read what weight and configuration files say about themselves (JSON objects, safetensors, GGUF and npz headers) without reading tensor data, and write files so that a crash never leaves half of one.
+"""Read what weight and config files say about themselves without reading tensor data, and write files atomically.
 
 Docs: https://nexus-distill.github.io/nexus/formats.html.md"""
 
@@ -13,14 +13,17 @@ from .errors import NexusError, ModelPathError, ConfigError, HeaderError, WriteE
 
 # %% auto #0
 __all__ = ['SAFETENSORS_DTYPE_BITS', 'GGML_TYPES', 'GGUF_FILE_TYPES', 'json_type_name', 'read_json_object',
-           'read_safetensors_header', 'GGUFArray', 'GGUFHeader', 'read_gguf_header', 'gguf_tensor_bytes',
+           'read_safetensors_header', 'gguf_tensor_bytes', 'GGUFArray', 'GGUFHeader', 'read_gguf_header',
            'read_npz_shapes', 'write_error', 'fsync_dir', 'atomic_write']
+
+# %% ../nbs/01_formats.ipynb #83a07ccd
+_JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+                    type(None): "null"}
+
+def json_type_name(obj): return _JSON_TYPE_NAMES.get(type(obj), type(obj).__name__)
 
 # %% ../nbs/01_formats.ipynb #e0908180
 _MAX_JSON_BYTES = 64 << 20  # a config is a few KB; a tokenizer.json can reach tens of MB
-_JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
-
-def json_type_name(obj): return _JSON_TYPE_NAMES.get(type(obj), type(obj).__name__)
 
 def _read_bytes(path, limit, what):
     "Read `path` whole if it is at most `limit` bytes, turning OS errors into `NexusError`s that say what to do."
@@ -28,27 +31,40 @@ def _read_bytes(path, limit, what):
         fd = os.open(path, os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
-            if size > limit: raise ConfigError(f"{path} is larger than {limit >> 20} MiB: that is not a {what}; check the file.")
+            if size > limit:
+                raise ConfigError(f"{path} is larger than {limit >> 20} MiB: that is not a {what}; check the file.")
             chunks = [os.read(fd, size + 1)]
-            while chunks[-1]: chunks.append(os.read(fd, 1 << 20))  # files that report size 0 (procfs, pipes) still read whole
+            while chunks[-1]: chunks.append(os.read(fd, 1 << 20))  # files that report size 0 (procfs) read whole
             return b"".join(chunks)
         finally: os.close(fd)
-    except FileNotFoundError: raise ConfigError(f"{path}: no {what} here. Pass the model folder that holds it, or re-download the model.") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no {what} here. Pass the model folder that holds it, or re-download the "
+                          "model.") from None
     except IsADirectoryError: raise ConfigError(f"{path} is a folder, expected a {what} file.") from None
-    except PermissionError: raise ModelPathError(f"{path}: permission denied reading the {what}. Fix its permissions (chmod a+r) or run as its owner.") from None
+    except PermissionError:
+        raise ModelPathError(f"{path}: permission denied reading the {what}. Fix its permissions (chmod a+r) or run "
+                             "as its owner.") from None
     except OSError as e: raise ModelPathError(f"{path}: cannot read the {what} ({e.strerror or e}).") from None
 
+# %% ../nbs/01_formats.ipynb #a36504a2
 def read_json_object(path, what="config.json") -> dict:
     "Read a JSON file that must hold an object; every way it can be wrong is a `ConfigError` naming the file."
     data = _read_bytes(path, _MAX_JSON_BYTES, what)
-    if not data.strip(): raise ConfigError(f"{path} is empty. Re-save it (e.g. `config.save_pretrained(folder)`) or re-download the model.")
+    if not data.strip():
+        raise ConfigError(f"{path} is empty. Re-save it (e.g. `config.save_pretrained(folder)`) or re-download the "
+                          "model.")
     try: text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): it is probably a binary file saved under the wrong name.") from None
+        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): it is "
+                          "probably a binary file saved under the wrong name.") from None
     try: obj = json.loads(text)
-    except json.JSONDecodeError as e: raise ConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}. Fix the file or re-download it.") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}. Fix the file or "
+                          "re-download it.") from None
     except RecursionError: raise ConfigError(f"{path} is not a usable {what}: its JSON is nested too deeply.") from None
-    if not isinstance(obj, dict): raise ConfigError(f"{path} holds {json_type_name(obj)}, but a {what} must be a JSON object ({{...}}) of settings.")
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path} holds {json_type_name(obj)}, but a {what} must be a JSON object ({{...}}) of "
+                          "settings.")
     return obj
 
 # %% ../nbs/01_formats.ipynb #a80979c7
@@ -56,33 +72,36 @@ def read_json_object(path, what="config.json") -> dict:
 SAFETENSORS_DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F4": 4, "F6_E2M3": 6,
                           "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
                           "F64": 64, "I64": 64, "U64": 64, "C64": 64}
+
+# %% ../nbs/01_formats.ipynb #c1b3406d
 _MAX_HEADER_BYTES = 100 << 20  # the safetensors library itself refuses headers over 100 MB
 
 def _header_error(path, msg): return HeaderError(f"{path}: {msg}")
 
-def read_safetensors_header(path) -> tuple[dict, dict]:
-    "Tensors `{name: (dtype, shape)}` and `__metadata__` of a safetensors file, validated, reading only its header."
+def _safetensors_header_bytes(path) -> tuple[bytes, int]:
+    "The JSON bytes of a safetensors file's header and the size of the data after it, length field checked first."
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
-            if size < 8: raise _header_error(path, f"{size} bytes is too short for a safetensors file (truncated download?). Re-download it.")
+            if size < 8:
+                raise _header_error(path, f"{size} bytes is too short for a safetensors file (truncated download?). "
+                                          "Re-download it.")
             head = os.read(fd, 4096)
             (n,) = struct.unpack_from("<Q", head)
-            if n > _MAX_HEADER_BYTES: raise _header_error(path, f"absurd header length {n} (limit {_MAX_HEADER_BYTES}): not a safetensors file, or corrupted. Re-download it.")
-            if n > size - 8: raise _header_error(path, f"header length field says {n} bytes but only {size - 8} follow: the file is truncated or not safetensors. Re-download it.")
+            if n > _MAX_HEADER_BYTES:
+                raise _header_error(path, f"absurd header length {n} (limit {_MAX_HEADER_BYTES}): not a safetensors "
+                                          "file, or corrupted. Re-download it.")
+            if n > size - 8:
+                raise _header_error(path, f"header length field says {n} bytes but only {size - 8} follow: the file "
+                                          "is truncated or not safetensors. Re-download it.")
             raw = head[8:8 + n] if n + 8 <= len(head) else head[8:] + os.pread(fd, n + 8 - len(head), len(head))
         finally: os.close(fd)
     except HeaderError: raise
     except OSError as e: raise ModelPathError(f"{path}: cannot read ({e.strerror or e}).") from None
-    try: header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise _header_error(path, f"header is not valid JSON ({e}). The file is corrupted: re-download it.") from None
-    if not isinstance(header, dict): raise _header_error(path, f"header holds {json_type_name(header)}, expected an object of tensors.")
-    meta = header.pop("__metadata__", None) or {}
-    if not isinstance(meta, dict): raise _header_error(path, "__metadata__ must be an object of strings.")
-    return _validate_tensors(path, header, size - 8 - n), meta
+    return raw, size - 8 - n
 
+# %% ../nbs/01_formats.ipynb #d5cf8574
 def _validate_tensors(path, header, data_bytes):
     "Check every entry's dtype, shape and offsets against the data that follows the header."
     tensors = {}
@@ -93,42 +112,77 @@ def _validate_tensors(path, header, data_bytes):
             for d in shape:
                 if type(d) is not int or d < 0: raise ValueError
                 n *= d
-            if type(begin) is not int or type(end) is not int or not 0 <= begin <= end or n * bits != (end - begin) * 8 or end > data_bytes:
+            if (type(begin) is not int or type(end) is not int or not 0 <= begin <= end
+                    or n * bits != (end - begin) * 8 or end > data_bytes):
                 raise ValueError
         except (TypeError, KeyError, ValueError): raise _bad_entry(path, name, e, data_bytes) from None
         tensors[name] = (dtype, tuple(shape))
     return tensors
 
+# %% ../nbs/01_formats.ipynb #014eff96
 def _bad_entry(path, name, e, data_bytes):
     "The precise complaint about a header entry that failed validation."
-    if not isinstance(e, dict): return _header_error(path, f"entry {name!r} is {json_type_name(e)}, expected an object with dtype, shape and data_offsets.")
+    if not isinstance(e, dict):
+        return _header_error(path, f"entry {name!r} is {json_type_name(e)}, expected an object with dtype, shape and "
+                                   "data_offsets.")
     dtype, shape, offs = e.get("dtype"), e.get("shape"), e.get("data_offsets")
-    if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BITS: return _header_error(path, f"tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(SAFETENSORS_DTYPE_BITS)}).")
+    if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BITS:
+        return _header_error(path, f"tensor {name!r} has unknown dtype {dtype!r} (known: "
+                                   f"{', '.join(SAFETENSORS_DTYPE_BITS)}).")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        return _header_error(path, f"tensor {name!r} has invalid shape {shape!r:.60}: expected a list of non-negative integers.")
-    if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int for o in offs) and 0 <= offs[0] <= offs[1]):
-        return _header_error(path, f"tensor {name!r} has invalid data_offsets {offs!r:.60}: expected [begin, end] with 0 <= begin <= end.")
+        return _header_error(path, f"tensor {name!r} has invalid shape {shape!r:.60}: expected a list of "
+                                   "non-negative integers.")
+    if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int for o in offs)
+            and 0 <= offs[0] <= offs[1]):
+        return _header_error(path, f"tensor {name!r} has invalid data_offsets {offs!r:.60}: expected [begin, end] "
+                                   "with 0 <= begin <= end.")
     nbits = math.prod(shape) * SAFETENSORS_DTYPE_BITS[dtype]
     if nbits != (offs[1] - offs[0]) * 8:
-        return _header_error(path, f"tensor {name!r} is {dtype} {shape} = {nbits / 8:g} bytes but its offsets span {offs[1] - offs[0]}: header and data disagree.")
-    return _header_error(path, f"tensor {name!r} ends at byte {offs[1]} of the data but the file holds only {data_bytes}: the file is truncated. Re-download it.")
+        return _header_error(path, f"tensor {name!r} is {dtype} {shape} = {nbits / 8:g} bytes but its offsets span "
+                                   f"{offs[1] - offs[0]}: header and data disagree.")
+    return _header_error(path, f"tensor {name!r} ends at byte {offs[1]} of the data but the file holds only "
+                               f"{data_bytes}: the file is truncated. Re-download it.")
 
-# %% ../nbs/01_formats.ipynb #a6a42252
+# %% ../nbs/01_formats.ipynb #e39efde5
+def read_safetensors_header(path) -> tuple[dict, dict]:
+    "Tensors `{name: (dtype, shape)}` and `__metadata__` of a safetensors file, validated, reading only its header."
+    raw, data_bytes = _safetensors_header_bytes(path)
+    try: header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise _header_error(path, f"header is not valid JSON ({e}). The file is corrupted: re-download it.") from None
+    if not isinstance(header, dict):
+        raise _header_error(path, f"header holds {json_type_name(header)}, expected an object of tensors.")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict): raise _header_error(path, "__metadata__ must be an object of strings.")
+    return _validate_tensors(path, header, data_bytes), meta
+
+# %% ../nbs/01_formats.ipynb #1b01f218
 # ggml tensor types: id -> (name, elements per block, bytes per block); a test checks this against the `gguf` package.
 GGML_TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22),
-              7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 40), 10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110),
-              12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292),
-              16: ("IQ2_XXS", 256, 66), 17: ("IQ2_XS", 256, 74), 18: ("IQ3_XXS", 256, 98), 19: ("IQ1_S", 256, 50),
-              20: ("IQ4_NL", 32, 18), 21: ("IQ3_S", 256, 110), 22: ("IQ2_S", 256, 82), 23: ("IQ4_XS", 256, 136),
-              24: ("I8", 1, 1), 25: ("I16", 1, 2), 26: ("I32", 1, 4), 27: ("I64", 1, 8), 28: ("F64", 1, 8),
-              29: ("IQ1_M", 256, 56), 30: ("BF16", 1, 2), 34: ("TQ1_0", 256, 54), 35: ("TQ2_0", 256, 66),
-              39: ("MXFP4", 32, 17), 40: ("NVFP4", 64, 36), 41: ("Q1_0", 128, 18)}
+              7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 40), 10: ("Q2_K", 256, 84),
+              11: ("Q3_K", 256, 110), 12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210),
+              15: ("Q8_K", 256, 292), 16: ("IQ2_XXS", 256, 66), 17: ("IQ2_XS", 256, 74), 18: ("IQ3_XXS", 256, 98),
+              19: ("IQ1_S", 256, 50), 20: ("IQ4_NL", 32, 18), 21: ("IQ3_S", 256, 110), 22: ("IQ2_S", 256, 82),
+              23: ("IQ4_XS", 256, 136), 24: ("I8", 1, 1), 25: ("I16", 1, 2), 26: ("I32", 1, 4), 27: ("I64", 1, 8),
+              28: ("F64", 1, 8), 29: ("IQ1_M", 256, 56), 30: ("BF16", 1, 2), 34: ("TQ1_0", 256, 54),
+              35: ("TQ2_0", 256, 66), 39: ("MXFP4", 32, 17), 40: ("NVFP4", 64, 36), 41: ("Q1_0", 128, 18)}
+
+# %% ../nbs/01_formats.ipynb #0bcfe9b1
 # `general.file_type` ids (llama.cpp's LlamaFileType), for naming a GGUF file's quantisation.
 GGUF_FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
                    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
                    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
                    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
                    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0"}
+
+# %% ../nbs/01_formats.ipynb #5416610f
+def gguf_tensor_bytes(ttype, shape):
+    "Bytes a GGUF tensor of ggml type `ttype` and `shape` occupies, or None for a type this table doesn't know."
+    if ttype not in GGML_TYPES: return None
+    _, block, bsize = GGML_TYPES[ttype]
+    return math.prod(shape) // block * bsize
+
+# %% ../nbs/01_formats.ipynb #de774f69
 _GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _GGUF_STRING, _GGUF_ARRAY = 8, 9
 _GGUF_MAX_COUNT = 1 << 24     # no real file has 16M tensors or metadata keys
@@ -149,11 +203,14 @@ class GGUFHeader:
     tensors: dict  # name -> (ggml type id, shape)
     data_offset: int
 
+# %% ../nbs/01_formats.ipynb #db852eb8
 class _GGUFCursor:
     "Reads GGUF header fields from a buffer, with a bounds check on every read."
     def __init__(self, path, buf, endian):
         self.path, self.buf, self.pos, self.e = path, buf, 8, endian
-    def fail(self, msg): return HeaderError(f"{self.path}: {msg} (at header byte {self.pos}). The file is corrupted or not GGUF: re-download it.")
+    def fail(self, msg):
+        return HeaderError(f"{self.path}: {msg} (at header byte {self.pos}). The file is corrupted or not GGUF: "
+                           "re-download it.")
     def scalar(self, code):
         size = struct.calcsize(code)
         if self.pos + size > len(self.buf): raise self.fail("truncated GGUF header")
@@ -164,82 +221,128 @@ class _GGUFCursor:
         n = self.scalar("Q")
         if n > _GGUF_MAX_COUNT: raise self.fail(f"absurd {what} {n}")
         return n
-    def string(self):
-        n = self.scalar("Q")
-        if self.pos + n > len(self.buf): raise self.fail(f"truncated GGUF header: a string of {n} bytes runs past the end of the file")
-        s = bytes(self.buf[self.pos:self.pos + n])
-        self.pos += n
-        try: return s.decode("utf-8")
-        except UnicodeDecodeError: return s.decode("utf-8", "replace")
-    def skip_strings(self, n):
-        "Skip `n` length-prefixed strings (a vocabulary is ~100k of them: this loop is the header's hot path)."
-        unpack, buf, pos, size = struct.Struct(self.e + "Q").unpack_from, self.buf, self.pos, len(self.buf)
-        try:
-            for _ in range(n): pos += 8 + unpack(buf, pos)[0]
-        except (struct.error, OverflowError): pos = size + 1
-        if pos > size: raise self.fail("truncated GGUF header: a string array runs past the end of the file")
-        self.pos = pos
-    def value(self, vtype, depth=0):
-        if vtype in _GGUF_SCALARS: return self.scalar(_GGUF_SCALARS[vtype])
-        if vtype == _GGUF_STRING: return self.string()
-        if vtype != _GGUF_ARRAY or depth > 2: raise self.fail(f"unknown metadata value type {vtype}")
-        etype, n = self.scalar("I"), self.count("array length")
-        if n <= 64: return GGUFArray(etype, n, [self.value(etype, depth + 1) for _ in range(n)])
-        if etype in _GGUF_SCALARS:
-            size = struct.calcsize(_GGUF_SCALARS[etype]) * n
-            if self.pos + size > len(self.buf): raise self.fail("truncated GGUF header: an array runs past the end of the file")
-            self.pos += size
-        elif etype == _GGUF_STRING: self.skip_strings(n)
-        else:
-            for _ in range(n): self.value(etype, depth + 1)
-        return GGUFArray(etype, n)
 
-def read_gguf_header(path) -> GGUFHeader:
-    "Parse a GGUF file's header (metadata and tensor table) without reading tensor data."
+# %% ../nbs/01_formats.ipynb #eb15d234
+def _cursor_string(self):
+    "The length-prefixed UTF-8 string at the cursor (undecodable bytes replaced)."
+    n = self.scalar("Q")
+    if self.pos + n > len(self.buf):
+        raise self.fail(f"truncated GGUF header: a string of {n} bytes runs past the end of the file")
+    s = bytes(self.buf[self.pos:self.pos + n])
+    self.pos += n
+    try: return s.decode("utf-8")
+    except UnicodeDecodeError: return s.decode("utf-8", "replace")
+
+def _cursor_skip_strings(self, n):
+    "Skip `n` length-prefixed strings (a vocabulary is ~100k of them: this loop is the header's hot path)."
+    unpack, buf, pos, size = struct.Struct(self.e + "Q").unpack_from, self.buf, self.pos, len(self.buf)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < 24: raise HeaderError(f"{path}: {size} bytes is too short for a GGUF file (truncated download?). Re-download it.")
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except HeaderError: raise
-    except (OSError, ValueError) as e: raise ModelPathError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e}).") from None
-    try: return _parse_gguf(path, buf, size)
-    finally: buf.close()
+        for _ in range(n): pos += 8 + unpack(buf, pos)[0]
+    except (struct.error, OverflowError): pos = size + 1
+    if pos > size: raise self.fail("truncated GGUF header: a string array runs past the end of the file")
+    self.pos = pos
 
-def _parse_gguf(path, buf, size):
-    if buf[:4] != b"GGUF": raise HeaderError(f"{path}: bad magic {bytes(buf[:4])!r}, expected b'GGUF': not a GGUF file (or a corrupted one).")
+_GGUFCursor.string, _GGUFCursor.skip_strings = _cursor_string, _cursor_skip_strings
+
+# %% ../nbs/01_formats.ipynb #0d69e1bc
+def _cursor_value(self, vtype, depth=0):
+    "The metadata value of type `vtype` at the cursor; arrays of more than 64 elements are skipped, keeping the count."
+    if vtype in _GGUF_SCALARS: return self.scalar(_GGUF_SCALARS[vtype])
+    if vtype == _GGUF_STRING: return self.string()
+    if vtype != _GGUF_ARRAY or depth > 2: raise self.fail(f"unknown metadata value type {vtype}")
+    etype, n = self.scalar("I"), self.count("array length")
+    if n <= 64: return GGUFArray(etype, n, [self.value(etype, depth + 1) for _ in range(n)])
+    if etype in _GGUF_SCALARS:
+        size = struct.calcsize(_GGUF_SCALARS[etype]) * n
+        if self.pos + size > len(self.buf):
+            raise self.fail("truncated GGUF header: an array runs past the end of the file")
+        self.pos += size
+    elif etype == _GGUF_STRING: self.skip_strings(n)
+    else:
+        for _ in range(n): self.value(etype, depth + 1)
+    return GGUFArray(etype, n)
+
+_GGUFCursor.value = _cursor_value
+
+# %% ../nbs/01_formats.ipynb #54fc826a
+def _gguf_version(path, buf) -> tuple[int, str]:
+    "The format version of the GGUF file in `buf` and its byte order ('<' or '>'); anything else is a `HeaderError`."
+    if buf[:4] != b"GGUF":
+        raise HeaderError(f"{path}: bad magic {bytes(buf[:4])!r}, expected b'GGUF': not a GGUF file (or a corrupted "
+                          "one).")
     (version,) = struct.unpack_from("<I", buf, 4)
     endian = "<"
-    if version not in (1, 2, 3) and struct.unpack_from(">I", buf, 4)[0] in (2, 3): endian, version = ">", struct.unpack_from(">I", buf, 4)[0]
+    if version not in (1, 2, 3) and struct.unpack_from(">I", buf, 4)[0] in (2, 3):
+        endian, version = ">", struct.unpack_from(">I", buf, 4)[0]
     if version not in (2, 3):
-        raise HeaderError(f"{path}: GGUF version {version} is not supported (only 2 and 3). Convert it again with a current llama.cpp.")
+        raise HeaderError(f"{path}: GGUF version {version} is not supported (only 2 and 3). Convert it again with a "
+                          "current llama.cpp.")
+    return version, endian
+
+# %% ../nbs/01_formats.ipynb #0e291918
+def _gguf_tensor_table(cur, n):
+    "`{name: (ggml type, shape, offset in the data)}` of the `n` tensors of the table at the cursor."
+    tensors = {}
+    for _ in range(n):
+        name, nd = cur.string(), cur.scalar("I")
+        if nd > _GGUF_MAX_DIMS: raise cur.fail(f"tensor {name!r} has {nd} dimensions")
+        shape = tuple(cur.scalar("Q") for _ in range(nd))
+        ttype, off = cur.scalar("I"), cur.scalar("Q")
+        tensors[name] = (ttype, shape, off)
+    return tensors
+
+# %% ../nbs/01_formats.ipynb #3ca0c974
+def _parse_gguf(path, buf, size):
+    "The `GGUFHeader` of the GGUF file in `buf` (`size` bytes long), every tensor's extent checked."
+    version, endian = _gguf_version(path, buf)
     cur = _GGUFCursor(path, buf, endian)
     n_tensors, n_kv = cur.count("tensor count"), cur.count("metadata count")
     meta = {}
     for _ in range(n_kv):
         key = cur.string()
         meta[key] = cur.value(cur.scalar("I"))
-    tensors = {}
-    for _ in range(n_tensors):
-        name, nd = cur.string(), cur.scalar("I")
-        if nd > _GGUF_MAX_DIMS: raise cur.fail(f"tensor {name!r} has {nd} dimensions")
-        shape = tuple(cur.scalar("Q") for _ in range(nd))
-        ttype, off = cur.scalar("I"), cur.scalar("Q")
-        tensors[name] = (ttype, shape, off)
+    tensors = _gguf_tensor_table(cur, n_tensors)
     align = meta.get("general.alignment", 32)
-    if not isinstance(align, int) or align <= 0 or align & (align - 1): raise cur.fail(f"invalid general.alignment {align!r}")
+    if not isinstance(align, int) or align <= 0 or align & (align - 1):
+        raise cur.fail(f"invalid general.alignment {align!r}")
     data_offset = -(-cur.pos // align) * align
     for name, (ttype, shape, off) in tensors.items():
         nbytes = gguf_tensor_bytes(ttype, shape)
         if nbytes is not None and data_offset + off + nbytes > size:
-            raise HeaderError(f"{path}: tensor {name!r} ends at byte {data_offset + off + nbytes} but the file has {size}: the file is truncated. Re-download it.")
+            raise HeaderError(f"{path}: tensor {name!r} ends at byte {data_offset + off + nbytes} but the file has "
+                              f"{size}: the file is truncated. Re-download it.")
     return GGUFHeader(version, meta, {k: (t, s) for k, (t, s, _) in tensors.items()}, data_offset)
 
-def gguf_tensor_bytes(ttype, shape):
-    "Bytes a GGUF tensor of ggml type `ttype` and `shape` occupies, or None for a type this table doesn't know."
-    if ttype not in GGML_TYPES: return None
-    _, block, bsize = GGML_TYPES[ttype]
-    return math.prod(shape) // block * bsize
+# %% ../nbs/01_formats.ipynb #cc157dc4
+def read_gguf_header(path) -> GGUFHeader:
+    "Parse a GGUF file's header (metadata and tensor table) without reading tensor data."
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 24:
+                raise HeaderError(f"{path}: {size} bytes is too short for a GGUF file (truncated download?). "
+                                  "Re-download it.")
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except HeaderError: raise
+    except (OSError, ValueError) as e:
+        raise ModelPathError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e}).") from None
+    try: return _parse_gguf(path, buf, size)
+    finally: buf.close()
+
+# %% ../nbs/01_formats.ipynb #b095f4d0
+def _parse_npy_header(path, member, head):
+    "(dtype string, shape) from the first bytes of an .npy array, `member` of the archive `path`."
+    if head[:6] != b"\x93NUMPY" or len(head) < 10: raise HeaderError(f"{path}: member {member} is not a .npy array.")
+    if head[6] == 1: (n,), start = struct.unpack_from("<H", head, 8), 10
+    else: (n,), start = struct.unpack_from("<I", head, 8), 12
+    try: d = ast.literal_eval(head[start:start + n].decode("latin1"))
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise HeaderError(f"{path}: member {member} has an unreadable .npy header.") from None
+    shape = d.get("shape") if isinstance(d, dict) else None
+    if (not (isinstance(shape, tuple) and all(type(x) is int and x >= 0 for x in shape))
+            or not isinstance(d.get("descr"), str)):
+        raise HeaderError(f"{path}: member {member} has an invalid .npy header {d!r:.80}.")
+    return d["descr"], shape
 
 # %% ../nbs/01_formats.ipynb #521c718d
 def read_npz_shapes(path) -> dict:
@@ -252,36 +355,29 @@ def read_npz_shapes(path) -> dict:
                 if not info.filename.endswith(".npy"): continue
                 with z.open(info) as m: head = m.read(4096)
                 out[info.filename[:-4]] = _parse_npy_header(path, info.filename, head)
-    except zipfile.BadZipFile as e: raise HeaderError(f"{path}: not a valid .npz archive ({e}). Re-download it.") from None
+    except zipfile.BadZipFile as e:
+        raise HeaderError(f"{path}: not a valid .npz archive ({e}). Re-download it.") from None
     except (OSError, EOFError, zlib.error, NotImplementedError, RuntimeError, ValueError, struct.error) as e:
         raise HeaderError(f"{path}: cannot read the .npz archive ({e}). Re-download it.") from None
     return out
-
-def _parse_npy_header(path, member, head):
-    if head[:6] != b"\x93NUMPY" or len(head) < 10: raise HeaderError(f"{path}: member {member} is not a .npy array.")
-    if head[6] == 1: (n,), start = struct.unpack_from("<H", head, 8), 10
-    else: (n,), start = struct.unpack_from("<I", head, 8), 12
-    try: d = ast.literal_eval(head[start:start + n].decode("latin1"))
-    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
-        raise HeaderError(f"{path}: member {member} has an unreadable .npy header.") from None
-    shape = d.get("shape") if isinstance(d, dict) else None
-    if not (isinstance(shape, tuple) and all(type(x) is int and x >= 0 for x in shape)) or not isinstance(d.get("descr"), str):
-        raise HeaderError(f"{path}: member {member} has an invalid .npy header {d!r:.80}.")
-    return d["descr"], shape
 
 # %% ../nbs/01_formats.ipynb #c9e26a01
 def write_error(path, e: OSError, what=None, error=WriteError, unchanged=None) -> NexusError:
     "An `error` that says why `path` could not be written and what to do (`what`: 'write the pipeline state', say)."
     path = Path(path); folder = path.parent
     what = what or f"write {path.name}"
-    if e.errno in (errno.EACCES, errno.EPERM): why = f"permission denied (the folder is read-only for this user). Make it writable (chmod u+w {folder}) or use another run folder"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        why = (f"permission denied (the folder is read-only for this user). Make it writable (chmod u+w {folder}) "
+               "or use another run folder")
     elif e.errno == errno.EROFS: why = "the file system is mounted read-only. Use a run folder on a writable disk"
-    elif e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)): why = "no space left on the device (or the disk quota is used up). Free some space and try again"
+    elif e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        why = "no space left on the device (or the disk quota is used up). Free some space and try again"
     elif e.errno == errno.ENOENT: why = "the folder does not exist. Create it first"
     elif e.errno == errno.EISDIR: why = f"{path} is a folder. Remove or rename it"
     else: why = e.strerror or str(e)
     return error(f"cannot {what} in {folder}: {why}; {unchanged or path.name + ' was not changed'}.")
 
+# %% ../nbs/01_formats.ipynb #54d2be4a
 def fsync_dir(folder):
     "Make a rename in `folder` durable (a no-op where folders can't be opened, as on Windows)."
     try: fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -291,16 +387,19 @@ def fsync_dir(folder):
         if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF): raise
     finally: os.close(fd)
 
+# %% ../nbs/01_formats.ipynb #bb787185
 def atomic_write(path, data: bytes | str, what=None, error=WriteError):
     "Replace `path` by `data` so that a crash at any moment leaves the old file or the new one, never a mix."
     path = Path(path)
     if isinstance(data, str): data = data.encode("utf-8")
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try: fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)  # the umask applies, as to any new file
+    try:  # the umask applies, as to any new file
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as e: raise write_error(path, e, what, error) from None
     try:
         with open(fd, "wb") as f:
-            with contextlib.suppress(OSError, AttributeError): os.fchmod(f.fileno(), stat.S_IMODE(os.stat(path).st_mode))  # keep the old file's mode
+            with contextlib.suppress(OSError, AttributeError):  # keep the old file's mode
+                os.fchmod(f.fileno(), stat.S_IMODE(os.stat(path).st_mode))
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -310,4 +409,6 @@ def atomic_write(path, data: bytes | str, what=None, error=WriteError):
         if isinstance(e, OSError): raise write_error(path, e, what, error) from None
         raise
     try: fsync_dir(path.parent)
-    except OSError as e: raise error(f"{path} was replaced, but its folder could not be synced to disk ({e.strerror or e}): check the disk.") from None
+    except OSError as e:
+        raise error(f"{path} was replaced, but its folder could not be synced to disk ({e.strerror or e}): check the "
+                    "disk.") from None

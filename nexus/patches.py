@@ -1,4 +1,4 @@
-"""Register custom model types with transformers' Auto classes, heal checkpoints whose tensor names don't match their model, and the seed's runtime patches as context managers.
+"""Register custom model types, heal checkpoints whose names don't match their model, and patch only for a load.
 
 Docs: https://nexus-distill.github.io/nexus/patches.html.md"""
 
@@ -6,10 +6,10 @@ Docs: https://nexus-distill.github.io/nexus/patches.html.md"""
 
 # %% auto #0
 __all__ = ['WRAPPER_PREFIXES', 'LEGACY_NAMES', 'QUANT_STATE_MARKERS', 'register_model_type', 'register_custom_types',
-           'checkpoint_keys', 'wrapper_key_mapping', 'match_keys', 'HealingReport', 'load_state_allowing_tied',
-           'load_pretrained_healed', 'quiet_transformers', 'patched', 'resolve_submodules', 'buffer_registration',
-           'sanitized_attribute_names', 'fuzzy_state_dict_loading', 'has_quantization_state', 'quantization_safety',
-           'loading_patches']
+           'match_keys', 'wrapper_key_mapping', 'checkpoint_keys', 'HealingReport', 'check_only_tied_missing',
+           'load_state_allowing_tied', 'quiet_transformers', 'load_pretrained_healed', 'patched', 'resolve_submodules',
+           'buffer_registration', 'sanitized_attribute_names', 'fuzzy_state_dict_loading', 'has_quantization_state',
+           'quantization_safety', 'loading_patches']
 
 # %% ../nbs/06_patches.ipynb #3b527f95
 import contextlib, functools, inspect, os, re
@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from .detect import (ModelFolder, MODEL_TYPE_MAPPINGS, weight_files, read_safetensors_header, arch_index)
 from .errors import NexusError, PatchError, MissingWeightsError, ShapeMismatchError
 
-# %% ../nbs/06_patches.ipynb #cc9b73db
+# %% ../nbs/06_patches.ipynb #56a7dd11
 _REGISTERED = {}  # model_type -> (config class, {auto class name: model class})
 
 def _auto_classes():
+    "Every `AutoModel*` class of the installed transformers (each holds a model mapping to register with)."
     import transformers
-    return [getattr(transformers, n) for n in dir(transformers) if n.startswith("AutoModel") and hasattr(getattr(transformers, n), "_model_mapping")]
+    return [getattr(transformers, n) for n in dir(transformers)
+            if n.startswith("AutoModel") and hasattr(getattr(transformers, n), "_model_mapping")]
 
+# %% ../nbs/06_patches.ipynb #cc9b73db
 def register_model_type(model_type, base_type):
     """Make transformers' Auto classes load `model_type` folders with `base_type`'s implementation.
     Idempotent; returns False (and does nothing) when transformers already knows `model_type`."""
@@ -31,8 +34,9 @@ def register_model_type(model_type, base_type):
     if model_type in _REGISTERED: return True
     if model_type in CONFIG_MAPPING: return False
     if base_type not in CONFIG_MAPPING:
-        raise PatchError(f"cannot register model type {model_type!r}: its base type {base_type!r} is unknown to the installed "
-                         "transformers. Upgrade transformers, or load the folder with trust_remote_code=True if it ships its code.")
+        raise PatchError(f"cannot register model type {model_type!r}: its base type {base_type!r} is unknown to the "
+                         "installed transformers. Upgrade transformers, or load the folder with trust_remote_code=True "
+                         "if it ships its code.")
     base_cfg = CONFIG_MAPPING[base_type]
     camel = "".join(p.title() for p in re.split(r"[_\-]+", model_type))
     cfg_cls = type(f"{camel}Config", (base_cfg,), {"model_type": model_type, "__module__": __name__})
@@ -48,46 +52,28 @@ def register_model_type(model_type, base_type):
     _REGISTERED[model_type] = (cfg_cls, models)
     return True
 
+# %% ../nbs/06_patches.ipynb #0d87eb65
 def _base_type_of(arch):
     "The transformers model type whose classes include `arch` (e.g. Qwen3ForCausalLM -> qwen3)."
     types = arch_index()["types"]
     return next((t for t, (_, base, lm) in types.items() if arch in (base, lm)), None)
 
+# %% ../nbs/06_patches.ipynb #7601eb90
 def register_custom_types(mappings=None):
     """Register every custom type of `MODEL_TYPE_MAPPINGS` whose architecture transformers ships.
     Returns `{model_type: 'registered' | 'known' | reason it was skipped}`."""
     out = {}
     for mtype, m in (mappings or MODEL_TYPE_MAPPINGS).items():
         base = _base_type_of(m["architecture"])
-        if base is None: out[mtype] = f"skipped: transformers has no {m['architecture']} (needs the model's own code)"; continue
+        if base is None:
+            out[mtype] = f"skipped: transformers has no {m['architecture']} (needs the model's own code)"
+            continue
         out[mtype] = "registered" if register_model_type(mtype, base) else "known"
     return out
 
 # %% ../nbs/06_patches.ipynb #6f209a0e
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "base_model.model.")  # DDP, torch.compile, PEFT wrap every key in these
 LEGACY_NAMES = {"gamma": "weight", "beta": "bias"}  # TF-era LayerNorm parameter names
-
-def checkpoint_keys(path):
-    "Tensor names of a folder's safetensors checkpoint (from headers or the shard index); None for pickled `.bin` files."
-    folder = ModelFolder(path)
-    fmt, files = weight_files(folder)
-    if not fmt or "safetensors" not in fmt: return None
-    if fmt == "sharded safetensors":
-        idx = folder.json(folder.with_suffix(".safetensors.index.json")[0])
-        return sorted(idx["weight_map"])
-    return sorted(k for f in files for k in read_safetensors_header(folder.file(f))[0])
-
-def wrapper_key_mapping(keys):
-    "`key_mapping` regexes stripping wrapper prefixes that every checkpoint key carries (`module._orig_mod.x` -> `x`)."
-    mapping, keys = {}, list(keys or [])
-    stripped = ""
-    while keys:
-        p = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None)
-        if p is None: break
-        stripped += p
-        keys = [k[len(p):] for k in keys]
-    if stripped: mapping[f"^{re.escape(stripped)}"] = ""
-    return mapping
 
 def _normal(key):
     "A key with wrapper prefixes stripped and legacy names modernised, the form two names of one tensor share."
@@ -99,12 +85,15 @@ def _normal(key):
     head, _, last = key.rpartition(".")
     return f"{head}.{LEGACY_NAMES.get(last, last)}" if head else LEGACY_NAMES.get(last, last)
 
+# %% ../nbs/06_patches.ipynb #45f1d3db
 def _flat(key): return _normal(key).replace(".", "_")
 
 def _suffixes(key):
+    "Every proper dotted suffix of `key`, longest first."
     parts = key.split(".")
     return [".".join(parts[i:]) for i in range(1, len(parts))]
 
+# %% ../nbs/06_patches.ipynb #b1a721a0
 def _candidates(ckpt_keys, model_keys):
     "For each checkpoint key, the model keys it may name, by the first rule that finds any."
     by_normal, by_flat, by_suffix = {}, {}, {}
@@ -119,15 +108,38 @@ def _candidates(ckpt_keys, model_keys):
                   or [m for s in _suffixes(n) for m in by_normal.get(s, [])] or by_suffix.get(n, []))
     return out
 
+# %% ../nbs/06_patches.ipynb #bae70ac3
 def match_keys(unmatched_checkpoint, unmatched_model):
-    """Pair checkpoint keys with the model keys they name: equal once wrapper prefixes and legacy names are removed,
-    equal with dots read as underscores, or one a dotted suffix of the other (a `model.` prefix missing or extra).
-    Only unambiguous pairs count: each side has exactly one candidate. Returns {checkpoint key: model key}."""
+    "Pair checkpoint keys with the model keys they name, where each side has exactly one candidate: {ckpt: model}."
     cands = _candidates(unmatched_checkpoint, unmatched_model)
     claims = {}
     for c, ms in cands.items():
         for m in ms: claims[m] = claims.get(m, 0) + 1
     return {c: ms[0] for c, ms in cands.items() if len(ms) == 1 and claims[ms[0]] == 1}
+
+# %% ../nbs/06_patches.ipynb #627a1a4f
+def wrapper_key_mapping(keys):
+    "`key_mapping` regexes stripping wrapper prefixes that every checkpoint key carries (`module._orig_mod.x` -> `x`)."
+    mapping, keys = {}, list(keys or [])
+    stripped = ""
+    while keys:
+        p = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in keys)), None)
+        if p is None: break
+        stripped += p
+        keys = [k[len(p):] for k in keys]
+    if stripped: mapping[f"^{re.escape(stripped)}"] = ""
+    return mapping
+
+# %% ../nbs/06_patches.ipynb #1be99c83
+def checkpoint_keys(path):
+    "Tensor names of a folder's safetensors checkpoint (from headers or the shard index); None for `.bin` files."
+    folder = ModelFolder(path)
+    fmt, files = weight_files(folder)
+    if not fmt or "safetensors" not in fmt: return None
+    if fmt == "sharded safetensors":
+        idx = folder.json(folder.with_suffix(".safetensors.index.json")[0])
+        return sorted(idx["weight_map"])
+    return sorted(k for f in files for k in read_safetensors_header(folder.file(f))[0])
 
 # %% ../nbs/06_patches.ipynb #463f82f2
 @dataclass
@@ -135,7 +147,7 @@ class HealingReport:
     "What loading did to a checkpoint's names: renames, tensors filled by tying, leftovers, and what is still missing."
     renamed: dict = field(default_factory=dict)   # checkpoint key -> model key, healed
     converted: dict = field(default_factory=dict) # checkpoint key -> model key, transformers' own format conversion
-    tied: dict = field(default_factory=dict)      # model key filled through weight tying -> the key it shares storage with
+    tied: dict = field(default_factory=dict)      # model key filled by weight tying -> the key it shares storage with
     dropped: list = field(default_factory=list)   # checkpoint keys the model has no place for
     missing: list = field(default_factory=list)   # model keys no checkpoint tensor filled (only when accepted)
     @property
@@ -145,10 +157,12 @@ class HealingReport:
         return (f"{len(self.renamed)} renamed, {len(self.tied)} filled by tying, {len(self.dropped)} dropped, "
                 f"{len(self.missing)} missing{conv}")
     def _repr_markdown_(self):
-        rows = ([f"| renamed | `{a}` | `{b}` |" for a, b in self.renamed.items()] + [f"| tied | `{a}` | `{b}` |" for a, b in self.tied.items()]
+        rows = ([f"| renamed | `{a}` | `{b}` |" for a, b in self.renamed.items()]
+                + [f"| tied | `{a}` | `{b}` |" for a, b in self.tied.items()]
                 + [f"| dropped | `{a}` | |" for a in self.dropped] + [f"| missing | | `{a}` |" for a in self.missing])
         return f"**{self.summary()}**\n\n| what | checkpoint | model |\n|---|---|---|\n" + "\n".join(rows)
 
+# %% ../nbs/06_patches.ipynb #0c5bd14c
 def _tied_groups(model):
     "Names that share one parameter: {every name: the first name of its group}."
     first, out = {}, {}
@@ -156,25 +170,33 @@ def _tied_groups(model):
         out[name] = first.setdefault(id(p), name)
     return out
 
-def load_state_allowing_tied(model, state, where):
-    """`model.load_state_dict(state)` where only the second copy of tied weights may be absent (it is re-tied);
-    any other gap or leftover is a `PatchError` naming the tensors."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
+# %% ../nbs/06_patches.ipynb #224cf351
+def check_only_tied_missing(model, missing, unexpected, where):
+    """After a non-strict load (`missing`, `unexpected` as `load_state_dict` reports them): only the second copy of a
+    tied weight may be absent (it is re-tied); any other gap or leftover is a `PatchError` naming the tensors."""
     gaps = sorted(set(missing) - {n for n, g in _tied_groups(model).items() if g != n})
     if gaps or unexpected:
-        raise PatchError(f"{where}: the weights do not fit the model (missing {gaps[:5]}, unexpected {list(unexpected)[:5]}).")
+        raise PatchError(f"{where}: the weights do not fit the model (missing {gaps[:5]}, unexpected "
+                         f"{list(unexpected)[:5]}).")
     model.tie_weights()
 
+def load_state_allowing_tied(model, state, where):
+    "`model.load_state_dict(state)` where only the second copy of tied weights may be absent (see above)."
+    check_only_tied_missing(model, *model.load_state_dict(state, strict=False), where)
+
+# %% ../nbs/06_patches.ipynb #c19575b4
 def _native_names(model, keys):
     "What transformers' own format conversions (not healing) call each checkpoint key, where it can tell."
     try:
         from transformers.conversion_mapping import get_model_conversion_mapping
         from transformers.core_model_loading import WeightConverter, rename_source_key
         conv = get_model_conversion_mapping(model, add_legacy=False)
-        ren, cvt = [c for c in conv if not isinstance(c, WeightConverter)], [c for c in conv if isinstance(c, WeightConverter)]
+        ren = [c for c in conv if not isinstance(c, WeightConverter)]
+        cvt = [c for c in conv if isinstance(c, WeightConverter)]
         return {k: rename_source_key(k, ren, cvt)[0] for k in keys}
     except Exception: return {}  # an older or newer transformers: every difference is then reported as a rename
 
+# %% ../nbs/06_patches.ipynb #04528b36
 def _report(model, ckpt_keys, missing, unexpected):
     "Reconstruct what happened to each checkpoint key, whoever (Nexus or transformers) renamed it."
     state = set(model.state_dict())
@@ -188,43 +210,10 @@ def _report(model, ckpt_keys, missing, unexpected):
     filled = set(pairs.values())
     tied = {m: groups[m] if groups.get(m, m) != m else next(n for n, g in groups.items() if g == m and n != m)
             for m in new if m not in filled and m in groups and sum(g == groups[m] for g in groups.values()) > 1}
-    return HealingReport(renamed=renamed, converted=converted, tied=tied, dropped=sorted(unexpected), missing=sorted(missing))
+    return HealingReport(renamed=renamed, converted=converted, tied=tied, dropped=sorted(unexpected),
+                         missing=sorted(missing))
 
-def _exact_mapping(pairs): return {f"^{re.escape(c)}$": m for c, m in pairs.items()}
-
-def load_pretrained_healed(model_cls, path, allow_missing=False, **kwargs):
-    """`model_cls.from_pretrained(path, **kwargs)` that heals mismatched checkpoint names instead of random-initialising.
-    Wrapper prefixes are stripped up front; if tensors are still missing, the leftovers are matched and the model is
-    loaded again with those renames. Returns (model, HealingReport); raises `MissingWeightsError` for tensors nothing
-    fills (unless `allow_missing`), `ShapeMismatchError` for tensors of the wrong shape."""
-    import gc
-    keys = checkpoint_keys(path) if not kwargs.get("gguf_file") else None
-    mapping = {**wrapper_key_mapping(keys), **kwargs.pop("key_mapping", {})}
-    def load(m):
-        try:
-            with quiet_transformers(), _loading_info() as got:
-                model = model_cls.from_pretrained(path, key_mapping=m or None, **kwargs)
-            return model, got[-1]
-        except RuntimeError as e:
-            if "ignore_mismatched_sizes" not in str(e): raise
-        raise _shape_error(model_cls, path, m, kwargs)
-    model, info = load(mapping)
-    missing, unexpected = set(info["missing_keys"]), set(info["unexpected_keys"])
-    if missing and unexpected:
-        extra = match_keys(unexpected, missing)
-        if extra:
-            del model; gc.collect()
-            model, info = load({**mapping, **_exact_mapping(extra)})
-            missing, unexpected = set(info["missing_keys"]), set(info["unexpected_keys"])
-    report = _report(model, keys, missing, unexpected)
-    if missing and not allow_missing:
-        del model; gc.collect()
-        names = sorted(missing)
-        raise MissingWeightsError(f"{path}: the checkpoint has no tensor for {len(names)} model weight(s): {', '.join(names[:8])}"
-                                  f"{' ...' if len(names) > 8 else ''}. Plain from_pretrained would initialise them randomly;"
-                                  " re-export the checkpoint, or pass allow_missing=True to accept random values.")
-    return model, report
-
+# %% ../nbs/06_patches.ipynb #2541017b
 @contextlib.contextmanager
 def _loading_info():
     """Capture the missing/unexpected-key report transformers computes while loading. Reading it here rather than
@@ -240,14 +229,7 @@ def _loading_info():
     try: yield got
     finally: PreTrainedModel._finalize_model_loading = original
 
-def _shape_error(model_cls, path, mapping, kwargs):
-    "Load once more, accepting mismatches, only to name the tensors and both shapes."
-    with quiet_transformers(), _loading_info() as got:
-        model_cls.from_pretrained(path, key_mapping=mapping or None, ignore_mismatched_sizes=True, **kwargs)
-    bad = [f"{k} (checkpoint {tuple(a)}, model {tuple(b)})" for k, a, b in got[-1]["mismatched_keys"]]
-    return ShapeMismatchError(f"{path}: tensor shapes differ from the model's: {'; '.join(bad[:5])}. The checkpoint was saved"
-                              " from a different configuration: check config.json against the weights.")
-
+# %% ../nbs/06_patches.ipynb #8a7fd599
 @contextlib.contextmanager
 def quiet_transformers():
     "Silence transformers' load report and progress bars while Nexus makes its own (both restored after)."
@@ -259,6 +241,51 @@ def quiet_transformers():
         transformers.logging.set_verbosity(level)
         if bars: transformers.utils.logging.enable_progress_bar()
 
+# %% ../nbs/06_patches.ipynb #78f39acb
+def _shape_error(model_cls, path, mapping, kwargs):
+    "Load once more, accepting mismatches, only to name the tensors and both shapes."
+    with quiet_transformers(), _loading_info() as got:
+        model_cls.from_pretrained(path, key_mapping=mapping or None, ignore_mismatched_sizes=True, **kwargs)
+    bad = [f"{k} (checkpoint {tuple(a)}, model {tuple(b)})" for k, a, b in got[-1]["mismatched_keys"]]
+    return ShapeMismatchError(f"{path}: tensor shapes differ from the model's: {'; '.join(bad[:5])}. The checkpoint "
+                              "was saved from a different configuration: check config.json against the weights.")
+
+def _load_once(model_cls, path, mapping, kwargs):
+    "One quiet `from_pretrained` with `mapping` as its `key_mapping`: (model, transformers' loading report)."
+    try:
+        with quiet_transformers(), _loading_info() as got:
+            model = model_cls.from_pretrained(path, key_mapping=mapping or None, **kwargs)
+        return model, got[-1]
+    except RuntimeError as e:
+        if "ignore_mismatched_sizes" not in str(e): raise
+    raise _shape_error(model_cls, path, mapping, kwargs)
+
+# %% ../nbs/06_patches.ipynb #7b48f4e0
+def _exact_mapping(pairs): return {f"^{re.escape(c)}$": m for c, m in pairs.items()}
+
+def load_pretrained_healed(model_cls, path, allow_missing=False, **kwargs):
+    "`model_cls.from_pretrained(path, **kwargs)` that heals mismatched checkpoint names: (model, `HealingReport`)."
+    import gc
+    keys = checkpoint_keys(path) if not kwargs.get("gguf_file") else None
+    mapping = {**wrapper_key_mapping(keys), **kwargs.pop("key_mapping", {})}
+    model, info = _load_once(model_cls, path, mapping, kwargs)
+    missing, unexpected = set(info["missing_keys"]), set(info["unexpected_keys"])
+    if missing and unexpected:
+        extra = match_keys(unexpected, missing)
+        if extra:
+            del model; gc.collect()
+            model, info = _load_once(model_cls, path, {**mapping, **_exact_mapping(extra)}, kwargs)
+            missing, unexpected = set(info["missing_keys"]), set(info["unexpected_keys"])
+    report = _report(model, keys, missing, unexpected)
+    if missing and not allow_missing:
+        del model; gc.collect()
+        names = sorted(missing)
+        raise MissingWeightsError(f"{path}: the checkpoint has no tensor for {len(names)} model weight(s): "
+                                  f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}. Plain from_pretrained "
+                                  "would initialise them randomly; re-export the checkpoint, or pass "
+                                  "allow_missing=True to accept random values.")
+    return model, report
+
 # %% ../nbs/06_patches.ipynb #4d1a2843
 @contextlib.contextmanager
 def patched(owner, name, replacement):
@@ -268,8 +295,19 @@ def patched(owner, name, replacement):
     try: yield original
     finally: setattr(owner, name, original)
 
+# %% ../nbs/06_patches.ipynb #f1430b9a
+def _submodule_aliases(module, target):
+    "Other spellings of a module path: without wrapper prefixes, with the base model's prefix added or removed."
+    n = _normal(target + ".x")[:-2] if target else target
+    prefix = getattr(module, "base_model_prefix", "") or ""
+    out = [n]
+    if prefix and n.startswith(prefix + "."): out.append(n[len(prefix) + 1:])
+    elif prefix: out.append(f"{prefix}.{n}")
+    return [a for a in dict.fromkeys(out) if a != target]
+
 # %% ../nbs/06_patches.ipynb #00fe5674
 def _lenient_get_submodule(original):
+    "`original` `get_submodule`, trying the other spellings of a path before giving up."
     @functools.wraps(original)
     def get_submodule(self, target):
         try: return original(self, target)
@@ -280,15 +318,6 @@ def _lenient_get_submodule(original):
             raise
     return get_submodule
 
-def _submodule_aliases(module, target):
-    "Other spellings of a module path: without wrapper prefixes, with the base model's prefix added or removed."
-    n = _normal(target + ".x")[:-2] if target else target
-    prefix = getattr(module, "base_model_prefix", "") or ""
-    out = [n]
-    if prefix and n.startswith(prefix + "."): out.append(n[len(prefix) + 1:])
-    elif prefix: out.append(f"{prefix}.{n}")
-    return [a for a in dict.fromkeys(out) if a != target]
-
 def resolve_submodules():
     """Submodule resolution: `get_submodule` also finds paths written by wrapped or differently-prefixed checkpoints
     (`module.model.layers.0`, `layers.0` for `model.layers.0`), as quantizers and adapters look modules up by them."""
@@ -297,6 +326,7 @@ def resolve_submodules():
 
 # %% ../nbs/06_patches.ipynb #5bf27ffe
 def _persistent_register_buffer(current):
+    "A `register_buffer` that takes and honours `persistent`, whether or not `current` does."
     accepts = "persistent" in inspect.signature(current).parameters
     @functools.wraps(current)
     def register_buffer(self, name, tensor, persistent=True):
@@ -308,7 +338,7 @@ def _persistent_register_buffer(current):
 
 def buffer_registration():
     """Buffer registration: `register_buffer(name, t, persistent=False)` works even when something replaced
-    `register_buffer` with a function (the seed's lambda) that doesn't take `persistent`, and the flag is honoured."""
+    `register_buffer` with a function that doesn't take `persistent`, and the flag is honoured."""
     import torch
     return patched(torch.nn.Module, "register_buffer", _persistent_register_buffer)
 
@@ -346,20 +376,23 @@ def fuzzy_state_dict_loading():
             pairs = match_keys(unmatched, sorted(own - set(state_dict)))
             healed = {pairs.get(k, k): v for k, v in state_dict.items()}
             result = original(self, healed, strict=strict, assign=assign)
-            reports.append(HealingReport(renamed=pairs, dropped=sorted(result.unexpected_keys), missing=sorted(result.missing_keys)))
+            reports.append(HealingReport(renamed=pairs, dropped=sorted(result.unexpected_keys),
+                                         missing=sorted(result.missing_keys)))
             return result
         return load_state_dict
     with patched(torch.nn.Module, "load_state_dict", fix):
         yield reports
 
 # %% ../nbs/06_patches.ipynb #626f08dd
-QUANT_STATE_MARKERS = ("absmax", "quant_map", "quant_state", "nested_absmax", "SCB", "weight_format", "qweight", "qzeros",
-                       "scales", "weight_scale", "input_scale", "weight_packed", "g_idx", "blocks", "_scale_inv")
+QUANT_STATE_MARKERS = ("absmax", "quant_map", "quant_state", "nested_absmax", "SCB", "weight_format", "qweight",
+                       "qzeros", "scales", "weight_scale", "input_scale", "weight_packed", "g_idx", "blocks",
+                       "_scale_inv")
 
 def has_quantization_state(keys):
     "Whether checkpoint keys carry a quantiser's state (bitsandbytes, GPTQ/AWQ, FP8, compressed-tensors, MXFP4)."
     return any(k.rsplit(".", 1)[-1] in QUANT_STATE_MARKERS or k.endswith(QUANT_STATE_MARKERS) for k in keys)
 
+# %% ../nbs/06_patches.ipynb #bad157b7
 def quantization_safety(keys):
     """Quantization safety: when a config declares a `quantization_config` but the checkpoint (`keys`) holds no
     quantisation state (a model dequantised and re-saved with a stale config), load it as the plain weights it is
@@ -379,5 +412,6 @@ def quantization_safety(keys):
 @contextlib.contextmanager
 def loading_patches(keys=None):
     "All five runtime patches at once, for the span of one load."
-    with resolve_submodules(), buffer_registration(), sanitized_attribute_names(), fuzzy_state_dict_loading(), quantization_safety(keys):
+    with (resolve_submodules(), buffer_registration(), sanitized_attribute_names(), fuzzy_state_dict_loading(),
+          quantization_safety(keys)):
         yield

@@ -1,4 +1,4 @@
-"""Every setting of a distillation run declared once, with its meaning, range and flag: read by the pipeline state, the loss and the command line alike, and checked with messages that name the key.
+"""Every setting of a run declared once, with its meaning, range and flag, and checked with messages that name the key.
 
 Docs: https://nexus-distill.github.io/nexus/settings.html.md"""
 
@@ -21,7 +21,8 @@ from .divergences import DIVERGENCES
 # %% ../nbs/04_settings.ipynb #473f13aa
 def setting(default=MISSING, doc="", *, factory=MISSING, flag=None, ge=None, gt=None, le=None, iso=False):
     "A dataclass field that carries its meaning, its flag name (None: the field name; False: no flag) and its range."
-    return field(default=default, default_factory=factory, metadata=dict(doc=doc, flag=flag, ge=ge, gt=gt, le=le, iso=iso))
+    return field(default=default, default_factory=factory,
+                 metadata=dict(doc=doc, flag=flag, ge=ge, gt=gt, le=le, iso=iso))
 
 # %% ../nbs/04_settings.ipynb #9a92affe
 LADDER = {"debug": 50, "standard": 500, "production": 5000}  # the scaling ladder: `mode` -> `hyper.sample_size`
@@ -30,11 +31,12 @@ LADDER = {"debug": 50, "standard": 500, "production": 5000}  # the scaling ladde
 @dataclass
 class StudentConfig:
     "The model being trained: a folder of its own, or a copy of a teacher with fewer layers."
-    path: str | None = setting(None, "student model folder; null: shrink a teacher with `make_student`", flag="student_path")
+    path: str | None = setting(None, "student model folder; null: shrink a teacher with `make_student`",
+                               flag="student_path")
     teacher: str | None = setting(None, "the teacher to shrink when `path` is null; null: the first teacher",
                                   flag="student_teacher")
-    num_layers: int = setting(6, "layers of a shrunk student (copied from every k-th teacher layer)", flag="student_layers",
-                              ge=1)
+    num_layers: int = setting(6, "layers of a shrunk student (copied from every k-th teacher layer)",
+                              flag="student_layers", ge=1)
 
 # %% ../nbs/04_settings.ipynb #e055b431
 @dataclass
@@ -56,9 +58,11 @@ class OptimConfig:
               "'max-autotune-no-cudagraphs' when training)")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"] = setting(
         "sdpa", "attention kernel; 'eager' where a model refuses sdpa or attentions are needed")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting("auto", "'auto': bf16 on a device that supports it, else fp32")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting("auto", "'auto': bf16 on a device that supports "
+                                                                         "it, else fp32")
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass to save memory")
-    teacher_offload: bool = setting(False, "keep teachers on the CPU and move each to the device only for its own samples")
+    teacher_offload: bool = setting(False, "keep teachers on the CPU and move each to the device only for its own "
+                                           "samples")
 
 # %% ../nbs/04_settings.ipynb #c26fc6f3
 @dataclass
@@ -67,7 +71,8 @@ class HyperParams:
     lr: float = setting(1e-4, "peak learning rate", gt=0)
     epochs: int = setting(1, "passes over the sampled data", ge=1)
     max_steps: int | None = setting(None, "stop after this many optimiser steps; null: `epochs` decides", ge=1)
-    sample_size: int = setting(LADDER["debug"], "training samples drawn (seeded) from the datasets; `mode` sets it", ge=1)
+    sample_size: int = setting(LADDER["debug"], "training samples drawn (seeded) from the datasets; `mode` sets it",
+                               ge=1)
     batch_size: int = setting(4, "samples per device per forward pass", ge=1)
     gradient_accumulation_steps: int = setting(1, "forward passes per optimiser step", ge=1)
     seed: int = setting(42, "seed of sampling, initialisation and shuffling", ge=0, le=2**32 - 1)
@@ -83,21 +88,23 @@ _LAYERS = list[int] | dict[str, list[int]]
 class LossConfig:
     "The distillation objective: a weighted sum of logit, hidden-state, anchor and cross-entropy terms."
     # the logit term
-    divergence: Literal[tuple(DIVERGENCES)] = setting("forward_kl", "how teacher and student distributions are compared")
-    jsd_beta: float = setting(0.5, "β of the generalised JSD (mixture β·teacher + (1−β)·student): 0 is forward KL, "
-                                   "1 reverse KL", ge=0, le=1)
+    divergence: Literal[tuple(DIVERGENCES)] = setting("forward_kl",
+                                                      "how teacher and student distributions are compared")
+    jsd_beta: float = setting(0.5, "β of the generalised JSD (mixture β·teacher + (1−β)·student): 0 is "
+                                   "forward KL, 1 reverse KL", ge=0, le=1)
     temperature: float = setting(2.0, "softmax temperature of both distributions in the logit term", gt=0)
     t2_scaling: bool = setting(True, "multiply the logit term by T², so its gradients keep their size whatever T")
     logits_weight: float = setting(1.0, "weight of the logit term", ge=0)
     ce_weight: float = setting(0.0, "weight of plain cross-entropy on the data", ge=0)
-    vocab_padding: int = setting(1024, "logit widths may differ by this much (padding rows); more means another tokenizer",
-                                 ge=0)
+    vocab_padding: int = setting(1024, "logit widths may differ by this much (padding rows); more means another "
+                                       "tokenizer", ge=0)
     chunk_size: int | None = setting(None, "tokens per chunk of the logit term; null: about 4M logits a chunk (32M on "
                                            "an accelerator); 0: plain autograd", ge=0)
     # the hidden-state term
     hidden_weight: float = setting(1.0, "weight of the hidden-state term", ge=0)
-    hidden_loss: Literal["mse", "nmse"] = setting("nmse", "hidden-state distance: normalised (‖s−t‖²/‖t‖² per token, "
-                                                          "scale-free) or plain mean squared error")
+    hidden_loss: Literal["mse", "nmse"] = setting("nmse", "hidden-state distance: normalised "
+                                                          "(‖s−t‖²/‖t‖² per token, scale-free) or "
+                                                          "plain mean squared error")
     include_embeddings: bool = setting(False, "also match the embedding outputs (hidden state 0)")
     layer_reduction: Literal["mean", "sum"] = setting("mean", "how the per-layer values combine into the hidden term")
     # Critical Layer Surge
@@ -130,13 +137,14 @@ def setting_leaves(cls, prefix=""):
         if is_dataclass(f.type): yield from setting_leaves(f.type, f"{prefix}{f.name}.")
         else: yield prefix + f.name, f
 
+# %% ../nbs/04_settings.ipynb #7fba2527
 def field_default(f):
     "The default value of a dataclass field (a fresh one for a `factory`), or None when it has none."
     return f.default_factory() if f.default_factory is not MISSING else (None if f.default is MISSING else f.default)
 
 # %% ../nbs/04_settings.ipynb #97fc975c
 class SettingProblem(Exception):
-    "One problem with one value; callers collect these into their own error (`StateValidationError`, `LossConfigError`)."
+    "One problem with one value; callers collect these into their own error (`StateValidationError`, ...)."
 
 # %% ../nbs/04_settings.ipynb #6bca8889
 def describe_value(v) -> str:
@@ -182,6 +190,7 @@ def _kind_fits(v, tp) -> bool:
     if o is list: return isinstance(v, (list, tuple))
     return isinstance(v, dict)
 
+# %% ../nbs/04_settings.ipynb #6588a964
 def _unquote_hint(v, tp):
     "A hint for the hand-edit mistake of quoting a number or a boolean."
     if not isinstance(v, str): return ""
@@ -191,29 +200,47 @@ def _unquote_hint(v, tp):
     fits = parsed is not None and not isinstance(parsed, str) and any(_kind_fits(parsed, a) for a in alts)
     return " (write it without quotes)" if fits else ""
 
+# %% ../nbs/04_settings.ipynb #2f1ef317
 def _check_range(v, key, meta):
-    if meta.get("gt") is not None and not v > meta["gt"]: raise SettingProblem(f"{key} must be greater than {meta['gt']}, got {v!r}")
-    if meta.get("ge") is not None and not v >= meta["ge"]: raise SettingProblem(f"{key} must be at least {meta['ge']}, got {v!r}")
-    if meta.get("le") is not None and not v <= meta["le"]: raise SettingProblem(f"{key} must be at most {meta['le']}, got {v!r}")
+    "`v` if it lies in the range `meta` declares for `key`, else a `SettingProblem` saying which bound it breaks."
+    if meta.get("gt") is not None and not v > meta["gt"]:
+        raise SettingProblem(f"{key} must be greater than {meta['gt']}, got {v!r}")
+    if meta.get("ge") is not None and not v >= meta["ge"]:
+        raise SettingProblem(f"{key} must be at least {meta['ge']}, got {v!r}")
+    if meta.get("le") is not None and not v <= meta["le"]:
+        raise SettingProblem(f"{key} must be at most {meta['le']}, got {v!r}")
     return v
 
-# %% ../nbs/04_settings.ipynb #b2d8a5dc
-def check_value(v, tp, key, meta=None, problems=None, root=None):
-    "`v` checked and normalised as a `tp` found at `key`; raises `SettingProblem`, or collects nested ones in `problems`."
-    meta, problems = meta or {}, problems if problems is not None else []
-    o, args = get_origin(tp), get_args(tp)
-    if isinstance(v, os.PathLike): v = os.fspath(v)
-    if is_dataclass(v) and not isinstance(v, type): v = asdict(v)
-    if o in _UNION_TYPES:
-        fits = [a for a in args if _kind_fits(v, a)]
-        if not fits: raise SettingProblem(f"{key}: expected {describe_type(tp)}, got {describe_value(v)}{_unquote_hint(v, tp)}")
-        return _check_kind(v, fits[0], key, meta, problems, root, describe_type(tp))
-    return _check_kind(v, tp, key, meta, problems, root, describe_type(tp))
+# %% ../nbs/04_settings.ipynb #68f7957f
+def _check_text(v, key, meta):
+    "`v` if it is a usable text for `key`: not blank, and an ISO 8601 time where the setting is declared `iso`."
+    if not v.strip(): raise SettingProblem(f"{key} must not be empty (use null to unset it)")
+    if meta.get("iso"):
+        try: datetime.fromisoformat(v)
+        except ValueError:
+            raise SettingProblem(f"{key}: expected an ISO 8601 time such as 2026-01-31T12:00:00+00:00, got "
+                                 f"{describe_value(v)}") from None
+    return v
 
+# %% ../nbs/04_settings.ipynb #8df1d94d
+def _check_mapping(v, vtype, key, meta, problems, root):
+    "A `{name: value}` mapping: each name usable in a dotted key, each value checked; problems are collected."
+    out = {}
+    for name, x in v.items():
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            problems.append(f"{key}: {name!r} is not a usable name: use letters, digits, '_' and '-', starting with a "
+                            "letter or digit (no dots: names are parts of dotted keys)")
+            continue
+        try: out[name] = check_value(x, vtype, f"{key}.{name}", meta, problems, root)
+        except SettingProblem as e: problems.append(str(e))
+    return out
+
+# %% ../nbs/04_settings.ipynb #b2d8a5dc
 def _check_kind(v, tp, key, meta, problems, root, expected):
     "`check_value` for a `tp` that is not a union."
     o, args = get_origin(tp), get_args(tp)
-    if not _kind_fits(v, tp): raise SettingProblem(f"{key}: expected {expected}, got {describe_value(v)}{_unquote_hint(v, tp)}")
+    if not _kind_fits(v, tp):
+        raise SettingProblem(f"{key}: expected {expected}, got {describe_value(v)}{_unquote_hint(v, tp)}")
     if tp is Any: return v
     if tp is type(None): return None
     if is_dataclass(tp): return build_settings(tp, v, key + ".", problems, root)
@@ -230,32 +257,26 @@ def _check_kind(v, tp, key, meta, problems, root, expected):
         raise SettingProblem(f"{key}: expected {expected}, got {describe_value(v)}{did_you_mean(v, args)}")
     if o is list:
         out = [check_value(x, args[0], f"{key}[{i}]", meta, problems, root) for i, x in enumerate(v)]
-        if len(set(out)) != len(out): raise SettingProblem(f"{key} names {sorted(x for x in set(out) if out.count(x) > 1)} more than once")
+        if len(set(out)) != len(out):
+            raise SettingProblem(f"{key} names {sorted(x for x in set(out) if out.count(x) > 1)} more than once")
         return out
     return _check_mapping(v, args[1], key, meta, problems, root)
 
-# %% ../nbs/04_settings.ipynb #a959c1f2
-def _check_text(v, key, meta):
-    if not v.strip(): raise SettingProblem(f"{key} must not be empty (use null to unset it)")
-    if meta.get("iso"):
-        try: datetime.fromisoformat(v)
-        except ValueError:
-            raise SettingProblem(f"{key}: expected an ISO 8601 time such as 2026-01-31T12:00:00+00:00, got {describe_value(v)}") from None
-    return v
+# %% ../nbs/04_settings.ipynb #a376ea13
+def check_value(v, tp, key, meta=None, problems=None, root=None):
+    "`v` checked and normalised as a `tp` at `key`; raises `SettingProblem`, or collects nested ones in `problems`."
+    meta, problems = meta or {}, problems if problems is not None else []
+    o, args = get_origin(tp), get_args(tp)
+    if isinstance(v, os.PathLike): v = os.fspath(v)
+    if is_dataclass(v) and not isinstance(v, type): v = asdict(v)
+    if o in _UNION_TYPES:
+        fits = [a for a in args if _kind_fits(v, a)]
+        if not fits:
+            raise SettingProblem(f"{key}: expected {describe_type(tp)}, got {describe_value(v)}{_unquote_hint(v, tp)}")
+        return _check_kind(v, fits[0], key, meta, problems, root, describe_type(tp))
+    return _check_kind(v, tp, key, meta, problems, root, describe_type(tp))
 
-def _check_mapping(v, vtype, key, meta, problems, root):
-    "A `{name: value}` mapping: each name usable in a dotted key, each value checked; problems are collected."
-    out = {}
-    for name, x in v.items():
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            problems.append(f"{key}: {name!r} is not a usable name: use letters, digits, '_' and '-', starting with a letter "
-                            "or digit (no dots: names are parts of dotted keys)")
-            continue
-        try: out[name] = check_value(x, vtype, f"{key}.{name}", meta, problems, root)
-        except SettingProblem as e: problems.append(str(e))
-    return out
-
-# %% ../nbs/04_settings.ipynb #e724410f
+# %% ../nbs/04_settings.ipynb #8e35b7a2
 def suggest_key(k, prefix, names, root):
     "The closest sibling of an unknown key, else the section where a key of that name lives, else the known keys."
     if s := did_you_mean(k, names, prefix): return s
@@ -264,6 +285,7 @@ def suggest_key(k, prefix, names, root):
     if elsewhere: return f"; did you mean {elsewhere[0]!r}? (settings are grouped in sections)"
     return f" (known{' in ' + prefix[:-1] if prefix else ''}: {', '.join(names)})"
 
+# %% ../nbs/04_settings.ipynb #e724410f
 def build_settings(cls, d, prefix="", problems=None, root=None):
     "An instance of the dataclass `cls` from the dict `d`; missing keys take their defaults, problems are collected."
     problems = problems if problems is not None else []
@@ -273,7 +295,8 @@ def build_settings(cls, d, prefix="", problems=None, root=None):
     kw = {}
     for f in fields(cls):
         if f.name not in d:
-            if f.default is MISSING and f.default_factory is MISSING: problems.append(f"{prefix + f.name} is missing: it has no default")
+            if f.default is MISSING and f.default_factory is MISSING:
+                problems.append(f"{prefix + f.name} is missing: it has no default")
             continue
         try: kw[f.name] = check_value(d[f.name], f.type, prefix + f.name, f.metadata, problems, root)
         except SettingProblem as e: problems.append(str(e))
@@ -286,6 +309,21 @@ def name_for_path(path) -> str:
     base = Path(str(path).rstrip("/\\")).name
     base = base.split(".")[0] if not base.startswith(".") else base
     return re.sub(r"[^A-Za-z0-9_\-]", "_", base).lstrip("_-") or "item"
+
+# %% ../nbs/04_settings.ipynb #0630dad0
+def _scalar_from_text(text, t, tp, key):
+    "A bool, int, float or str from its text."
+    if tp is bool:
+        if t.lower() in ("true", "yes", "on", "1"): return True
+        if t.lower() in ("false", "no", "off", "0"): return False
+        raise SettingProblem(f"{key}: expected true or false, got {text!r}")
+    if tp in (int, float):
+        try: return tp(t)
+        except ValueError: raise SettingProblem(f"{key}: expected {describe_type(tp)}, got {text!r}") from None
+    if len(t) >= 2 and t[0] == t[-1] == '"':  # a JSON-quoted string (as `nexus state show` prints awkward ones)
+        with contextlib.suppress(ValueError):
+            if isinstance(s := json.loads(t), str): return s
+    return text
 
 # %% ../nbs/04_settings.ipynb #fd8f02d6
 def _union_from_text(text, t, args, key):
@@ -300,20 +338,6 @@ def _union_from_text(text, t, args, key):
         except ValueError as e: raise SettingProblem(f"{key}: {text!r} is not valid JSON ({e})") from None
     if lists and (not lits or re.fullmatch(r"[\d\s,-]*", t)): return value_from_text(text, lists[0], key)
     return t if lits else value_from_text(text, alts[0], key)
-
-def _scalar_from_text(text, t, tp, key):
-    "A bool, int, float or str from its text."
-    if tp is bool:
-        if t.lower() in ("true", "yes", "on", "1"): return True
-        if t.lower() in ("false", "no", "off", "0"): return False
-        raise SettingProblem(f"{key}: expected true or false, got {text!r}")
-    if tp in (int, float):
-        try: return tp(t)
-        except ValueError: raise SettingProblem(f"{key}: expected {describe_type(tp)}, got {text!r}") from None
-    if len(t) >= 2 and t[0] == t[-1] == '"':  # a JSON-quoted string (as `nexus state show` prints awkward ones)
-        with contextlib.suppress(ValueError):
-            if isinstance(s := json.loads(t), str): return s
-    return text
 
 # %% ../nbs/04_settings.ipynb #e85df204
 def value_from_text(text, tp, key):
@@ -346,7 +370,8 @@ def mapping_from_text(tokens, tp, key) -> dict:
         t = tok.strip()
         if t.startswith("{"):
             obj = value_from_text(t, tp, key)
-            if not isinstance(obj, dict): raise SettingProblem(f"{key}: expected a JSON object, got {describe_value(obj)}")
+            if not isinstance(obj, dict):
+                raise SettingProblem(f"{key}: expected a JSON object, got {describe_value(obj)}")
             for n, v in obj.items(): add(n, v)
             continue
         for item in filter(None, (x.strip() for x in t.split(","))):
