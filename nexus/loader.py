@@ -1,4 +1,4 @@
-"""Load any local model (text, vision-language, vision and audio encoders, speech recognisers, diffusers pipelines, sparse autoencoders, GGUF) with the least memory, healing mismatched checkpoints and running no code it wasn't asked to.
+"""Load any local model with the least memory, healing mismatched checkpoints and running no code it wasn't asked to.
 
 Docs: https://nexus-distill.github.io/nexus/loader.html.md"""
 
@@ -12,14 +12,17 @@ __all__ = ['CATEGORY_FALLBACKS', 'MODES', 'resolve_dtype', 'resolve_device', 'pa
            'converted_gguf_path', 'teacher_source']
 
 # %% ../nbs/07_loader.ipynb #e5a3c1a5
-import contextlib, gc, importlib.util, os, re, resource, secrets, shutil, time
+import importlib.util, os, re, resource, secrets, shutil, time
 from dataclasses import dataclass, field
 import torch
-from .detect import (OmniModelLoader as DetectingLoader, get_model_info, resolve_model_path, human_bytes, nexus_cache_dir,
-                          MODEL_TYPE_MAPPINGS, TOKENIZER_FILES, PROCESSOR_FILES, ModelFolder)
-from .patches import (load_pretrained_healed, register_custom_types, loading_patches, checkpoint_keys, HealingReport,
-                           PatchError, quiet_transformers)
-from .errors import NexusError, LoadError, RemoteCodeError, UnsafeCheckpointError, InsufficientMemoryError, QuantizationUnavailableError, TokenizerNotFoundError
+from fastcore.basics import patch
+from .detect import (OmniModelLoader as DetectingLoader, get_model_info, resolve_model_path, human_bytes,
+                          nexus_cache_dir, MODEL_TYPE_MAPPINGS, TOKENIZER_FILES, PROCESSOR_FILES, ModelFolder,
+                          CATEGORY_RULES)
+from .patches import (load_pretrained_healed, register_custom_types, loading_patches, checkpoint_keys,
+                           HealingReport, PatchError, quiet_transformers)
+from .errors import (NexusError, LoadError, RemoteCodeError, UnsafeCheckpointError, InsufficientMemoryError,
+                          QuantizationUnavailableError, TokenizerNotFoundError)
 
 # %% ../nbs/07_loader.ipynb #f191045a
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32, "float16": torch.float16,
@@ -32,6 +35,7 @@ def resolve_dtype(dtype):
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES: return _DTYPES[dtype.removeprefix("torch.")]
     raise LoadError(f"unknown dtype {dtype!r}: use 'auto' (the checkpoint's own), 'float32', 'float16' or 'bfloat16'.")
 
+# %% ../nbs/07_loader.ipynb #d005a7e2
 def resolve_device(device_map):
     "(kwargs for from_pretrained, the device weights land on) for 'auto', 'cpu', 'cuda[:n]' or an explicit map."
     cuda = torch.cuda.is_available()
@@ -39,20 +43,27 @@ def resolve_device(device_map):
     if device_map == "auto": return {"device_map": "auto"}, "cuda"
     if isinstance(device_map, (str, torch.device)):
         dev = str(device_map)
-        if dev.startswith("cuda") and not cuda: raise LoadError(f"device {dev!r} was asked for but CUDA is not available here; use device_map='cpu' or 'auto'.")
+        if dev.startswith("cuda") and not cuda:
+            raise LoadError(f"device {dev!r} was asked for but CUDA is not available here; use device_map='cpu' or "
+                            "'auto'.")
         return {"device_map": dev}, dev
     if isinstance(device_map, dict): return {"device_map": device_map}, "mapped"
-    raise LoadError(f"device_map {device_map!r} is not understood: use 'auto', 'cpu', 'cuda', 'cuda:N' or a dict of module -> device.")
+    raise LoadError(f"device_map {device_map!r} is not understood: use 'auto', 'cpu', 'cuda', 'cuda:N' or a dict of "
+                    "module -> device.")
 
-_UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+# %% ../nbs/07_loader.ipynb #9d5c9697
+_UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
 
 def parse_bytes(value) -> int:
     "Bytes from an int or a size such as '1.5GiB', '500 MB'."
     if isinstance(value, (int, float)) and value >= 0: return int(value)
     m = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*)\s*", str(value))
-    if not m or m.group(2).lower() not in _UNITS: raise LoadError(f"memory size {value!r} is not understood: write bytes or e.g. '2GiB', '500MB'.")
+    if not m or m.group(2).lower() not in _UNITS:
+        raise LoadError(f"memory size {value!r} is not understood: write bytes or e.g. '2GiB', '500MB'.")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
+# %% ../nbs/07_loader.ipynb #45704b08
 def estimate_load_bytes(info, dtype="auto") -> int:
     "Bytes a load will hold at its peak: weights in the target dtype (GGUF: dequantised to float32, twice over)."
     n = info["num_parameters"]
@@ -61,6 +72,7 @@ def estimate_load_bytes(info, dtype="auto") -> int:
     if dtype == "auto": return sum(v["bytes"] for v in info["dtypes"].values()) or info["weight_bytes"]
     return (n + (info["num_buffer_elements"] or 0)) * torch.empty(0, dtype=dtype).element_size()
 
+# %% ../nbs/07_loader.ipynb #731bca9d
 def available_bytes(device) -> int:
     "Free memory on `device`: the GPU's free bytes for CUDA, the system's available RAM otherwise."
     if str(device).startswith("cuda") and torch.cuda.is_available():
@@ -70,11 +82,12 @@ def available_bytes(device) -> int:
     return psutil.virtual_memory().available
 
 def check_memory(info, dtype, device, limit=None):
-    "Refuse a load that would not fit, before anything is allocated."
+    "Refuse a load that would not fit, before anything is allocated; returns (bytes needed, bytes free)."
     need, free = estimate_load_bytes(info, dtype), parse_bytes(limit) if limit is not None else available_bytes(device)
     if need > free:
-        raise InsufficientMemoryError(f"{info['path']}: loading needs about {human_bytes(need)} on {device}, but only {human_bytes(free)} "
-                                      "is free. Free memory, load in a smaller dtype (torch_dtype='bfloat16'), or use a device with more.")
+        raise InsufficientMemoryError(f"{info['path']}: loading needs about {human_bytes(need)} on {device}, but only "
+                                      f"{human_bytes(free)} is free. Free memory, load in a smaller dtype "
+                                      "(torch_dtype='bfloat16'), or use a device with more.")
     return need, free
 
 # %% ../nbs/07_loader.ipynb #45d0c680
@@ -83,9 +96,13 @@ class SparseAutoencoder(torch.nn.Module):
     ACTIVATIONS = ("relu", "jumprelu", "topk")
     def __init__(self, d_in, d_sae, activation="relu", k=None, apply_b_dec_to_input=False):
         super().__init__()
-        if activation not in self.ACTIVATIONS: raise LoadError(f"SAE activation {activation!r} is not supported; use one of {', '.join(self.ACTIVATIONS)}.")
-        if activation == "topk" and not (isinstance(k, int) and 0 < k <= d_sae): raise LoadError(f"a TopK SAE needs k in 1..{d_sae}, got {k!r}.")
-        self.d_in, self.d_sae, self.activation, self.k, self.apply_b_dec_to_input = d_in, d_sae, activation, k, apply_b_dec_to_input
+        if activation not in self.ACTIVATIONS:
+            raise LoadError(f"SAE activation {activation!r} is not supported; use one of "
+                            f"{', '.join(self.ACTIVATIONS)}.")
+        if activation == "topk" and not (isinstance(k, int) and 0 < k <= d_sae):
+            raise LoadError(f"a TopK SAE needs k in 1..{d_sae}, got {k!r}.")
+        self.d_in, self.d_sae, self.activation, self.k = d_in, d_sae, activation, k
+        self.apply_b_dec_to_input = apply_b_dec_to_input
         self.W_enc = torch.nn.Parameter(torch.zeros(d_in, d_sae))
         self.b_enc = torch.nn.Parameter(torch.zeros(d_sae))
         self.W_dec = torch.nn.Parameter(torch.zeros(d_sae, d_in))
@@ -103,28 +120,9 @@ class SparseAutoencoder(torch.nn.Module):
     def decode(self, f): return f @ self.W_dec + self.b_dec
     def forward(self, x): return self.decode(self.encode(x))
 
-    @classmethod
-    def from_folder(cls, path, info=None):
-        "Load a single SAE folder (Gemma Scope `params.npz`, SAELens `cfg.json` + safetensors, `params.safetensors`)."
-        info = info or get_model_info(path)
-        sae = info.get("sae") or {}
-        if info["category"] != "sae": raise LoadError(f"{path} is a {info['category']} model, not a sparse autoencoder.")
-        if sae.get("num_saes", 0) != 1:
-            choices = ", ".join(os.path.dirname(f) or "." for f in info["weight_files"][:5]) or "none"
-            raise LoadError(f"{path} holds {sae.get('num_saes', 0)} SAEs; pass the folder of one of them (for example: {choices}).")
-        f = os.path.join(info["path"], info["weight_files"][0])
-        tensors = _load_sae_tensors(f)
-        d_in, d_sae = tensors["W_enc"].shape
-        cfg = _sae_cfg(info["path"])
-        k = (cfg.get("activation_fn_kwargs") or {}).get("k") or cfg.get("k") or cfg.get("top_k")
-        m = cls(d_in, d_sae, sae["activation"], k=k, apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", False)))
-        missing = [n for n, _ in m.named_parameters() if n not in tensors]
-        if missing: raise LoadError(f"{f} has no {', '.join(missing)} for this {sae['activation']} SAE: the file is incomplete.")
-        with torch.no_grad():
-            for n, p in m.named_parameters(): p.copy_(tensors[n].reshape(p.shape))
-        return m.eval()
-
+# %% ../nbs/07_loader.ipynb #6ce3b5b1
 def _sae_cfg(folder):
+    "The SAE's config (`cfg.json`, else `config.json`), or {}."
     for name in ("cfg.json", "config.json"):
         p = os.path.join(folder, name)
         if os.path.isfile(p):
@@ -140,29 +138,66 @@ def _load_sae_tensors(f):
     from safetensors.torch import load_file
     return {k: v.float() for k, v in load_file(f).items()}
 
+# %% ../nbs/07_loader.ipynb #6a68bc6c
+@patch(cls_method=True)
+def from_folder(cls: SparseAutoencoder, path, info=None):
+    "Load a single SAE folder (Gemma Scope `params.npz`, SAELens `cfg.json` + safetensors, `params.safetensors`)."
+    info = info or get_model_info(path)
+    sae = info.get("sae") or {}
+    if info["category"] != "sae": raise LoadError(f"{path} is a {info['category']} model, not a sparse autoencoder.")
+    if sae.get("num_saes", 0) != 1:
+        choices = ", ".join(os.path.dirname(f) or "." for f in info["weight_files"][:5]) or "none"
+        raise LoadError(f"{path} holds {sae.get('num_saes', 0)} SAEs; pass the folder of one of them "
+                        f"(for example: {choices}).")
+    f = os.path.join(info["path"], info["weight_files"][0])
+    tensors = _load_sae_tensors(f)
+    d_in, d_sae = tensors["W_enc"].shape
+    cfg = _sae_cfg(info["path"])
+    k = (cfg.get("activation_fn_kwargs") or {}).get("k") or cfg.get("k") or cfg.get("top_k")
+    m = cls(d_in, d_sae, sae["activation"], k=k, apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", False)))
+    missing = [n for n, _ in m.named_parameters() if n not in tensors]
+    if missing:
+        raise LoadError(f"{f} has no {', '.join(missing)} for this {sae['activation']} SAE: the file is incomplete.")
+    with torch.no_grad():
+        for n, p in m.named_parameters(): p.copy_(tensors[n].reshape(p.shape))
+    return m.eval()
+
 # %% ../nbs/07_loader.ipynb #4ade4a03
 def hf_cache_dirs():
-    "Folders where Hugging Face keeps downloaded models, in the order the hub library reads its settings."
-    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub")
-    return [hub]
+    "Folders where Hugging Face keeps downloaded models: `$HF_HUB_CACHE`, `$HF_HOME/hub`, else the hub's default."
+    from huggingface_hub import constants
+    if os.environ.get("HF_HUB_CACHE"): return [os.environ["HF_HUB_CACHE"]]
+    if os.environ.get("HF_HOME"): return [os.path.join(os.environ["HF_HOME"], "hub")]
+    return [constants.HF_HUB_CACHE]
+
+# %% ../nbs/07_loader.ipynb #1b49b81a
+def _cached_snapshots(hub, name):
+    "Snapshot folders of model `name` in the Hugging Face cache `hub`, in revision order, with their top-level files."
+    from huggingface_hub import scan_cache_dir, CacheNotFound
+    try: cache = scan_cache_dir(hub)
+    except (CacheNotFound, ValueError, OSError): return []  # no cache there (or a file where it should be)
+    repo = next((r for r in cache.repos if r.repo_type == "model" and r.repo_id == name), None)
+    if repo is None: return []
+    return [(str(rev.snapshot_path), {f.file_name for f in rev.files if f.file_path.parent == rev.snapshot_path})
+            for rev in sorted(repo.revisions, key=lambda rev: rev.commit_hash)]
 
 def find_local_model(name, roots=None):
     """A local folder holding model `name` (`org/name`) with tokenizer files: in the Hugging Face cache, or under the
     folders of `roots` / `$NEXUS_MODEL_DIRS` (a folder named like the model). None when there is no local copy."""
     if not name: return None
-    leaf = name.rsplit("/", 1)[-1].lower()
     for hub in hf_cache_dirs():
-        snaps = os.path.join(hub, "models--" + name.replace("/", "--"), "snapshots")
-        if os.path.isdir(snaps):
-            for s in sorted(os.listdir(snaps)):
-                p = os.path.join(snaps, s)
-                if set(os.listdir(p)) & TOKENIZER_FILES: return p
+        for path, files in _cached_snapshots(hub, name):
+            if files & TOKENIZER_FILES: return path
+    leaf, flat = name.rsplit("/", 1)[-1].lower(), name.replace("/", "--").lower()
     for root in list(roots or []) + [r for r in os.environ.get("NEXUS_MODEL_DIRS", "").split(os.pathsep) if r]:
         if not os.path.isdir(root): continue
         for entry in os.scandir(root):
-            if entry.is_dir() and entry.name.lower() in (leaf, name.replace("/", "--").lower()) and set(os.listdir(entry.path)) & TOKENIZER_FILES:
+            if entry.is_dir() and entry.name.lower() in (leaf, flat) and set(os.listdir(entry.path)) & TOKENIZER_FILES:
                 return entry.path
     return None
+
+# %% ../nbs/07_loader.ipynb #113cb023
+_PROCESSOR_CATEGORIES = {c.name for c in CATEGORY_RULES.values() if c.processor}
 
 def load_tokenizer(info, path=None):
     """The tokenizer or processor a model of this category is used with: a processor (or image processor, feature
@@ -171,17 +206,19 @@ def load_tokenizer(info, path=None):
     path = path or info["path"]
     with quiet_transformers():
         if info["format"] == "gguf":
-            return transformers.AutoTokenizer.from_pretrained(os.path.dirname(info["gguf"]["file"]), gguf_file=os.path.basename(info["gguf"]["file"]))
+            d, f = os.path.split(info["gguf"]["file"])
+            return transformers.AutoTokenizer.from_pretrained(d, gguf_file=f)
         folder, errors = ModelFolder(path), []
-        if info["category"] in ("vision_language", "asr", "audio_encoder", "vision_encoder") and folder.files & PROCESSOR_FILES:
+        if info["category"] in _PROCESSOR_CATEGORIES and folder.files & PROCESSOR_FILES:
             for cls in (transformers.AutoProcessor, transformers.AutoImageProcessor, transformers.AutoFeatureExtractor):
                 try: obj = cls.from_pretrained(path, local_files_only=True, trust_remote_code=False)
                 except Exception as e: errors.append(f"{cls.__name__}: {str(e).splitlines()[0][:200]}"); continue
-                if not isinstance(obj, transformers.PreTrainedTokenizerBase): return obj  # AutoProcessor may fall back to a bare tokenizer
+                if not isinstance(obj, transformers.PreTrainedTokenizerBase): return obj
         if folder.files & TOKENIZER_FILES:
             try: return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
             except Exception as e: errors.append(f"AutoTokenizer: {str(e).splitlines()[0][:200]}")
-    if errors: raise TokenizerNotFoundError(f"{path}: its tokenizer/processor files could not be loaded: {' | '.join(errors)}")
+    if errors:
+        raise TokenizerNotFoundError(f"{path}: its tokenizer/processor files could not be loaded: {' | '.join(errors)}")
     return None
 
 # %% ../nbs/07_loader.ipynb #9fc0247b
@@ -205,6 +242,7 @@ class LoadRecord:
     attempts: list = field(default_factory=list)  # (strategy, error) for each strategy that failed
     notes: list = field(default_factory=list)
     def summary(self) -> str:
+        "The record as lines of `label  value`."
         lines = [f"loaded      {self.model_class} via {self.strategy} ({self.category}, mode {self.mode})",
                  f"where       {self.device}, dtype {self.dtype}", f"tokenizer   {self.tokenizer or '-'}",
                  f"memory      estimated {human_bytes(self.estimated_bytes)} of {human_bytes(self.free_bytes)} free; "
@@ -214,21 +252,26 @@ class LoadRecord:
         lines += [f"tried       {s}: {e}" for s, e in self.attempts] + [f"note        {n}" for n in self.notes]
         return "\n".join(lines)
 
+# %% ../nbs/07_loader.ipynb #9241d5d4
 def _rss():
     import psutil
     return psutil.Process().memory_info().rss
 
 def _peak_rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
+# %% ../nbs/07_loader.ipynb #59066035
 CATEGORY_FALLBACKS = {
     "transformers": ["AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "AutoModel"],
     "vision_language": ["AutoModelForImageTextToText", "AutoModelForMultimodalLM", "AutoModelForCausalLM", "AutoModel"],
-    "vision_encoder": ["AutoModel"], "audio_encoder": ["AutoModel"],
+    "vision_encoder": ["AutoModel"],
+    "audio_encoder": ["AutoModel"],
     "asr": ["AutoModelForSpeechSeq2Seq", "AutoModelForCTC", "AutoModel"],
+    "diffusers": [],  # DiffusionPipeline loads the whole pipeline (`_load_diffusers`)
+    "sae": [],        # a `SparseAutoencoder` (`_load_sae`)
+    "unknown": ["AutoModel"],  # only with trust_remote_code: the folder's own classes, through the Auto registry
 }
-# Errors that no other class would fix: the cascade stops at them.
-_FINAL_ERRORS = (RemoteCodeError, UnsafeCheckpointError, InsufficientMemoryError, QuantizationUnavailableError, PatchError)
 
+# %% ../nbs/07_loader.ipynb #b9145dc0
 def _transformers_class(name):
     import transformers
     try: return getattr(transformers, name)
@@ -238,8 +281,13 @@ def strategies(info):
     """Classes to try, in order: the architecture `config.json` names, its Auto class, then the category's fallbacks.
     Custom types registered with the Auto classes start at the Auto class, so they load through the registry."""
     custom = info["model_type"] in MODEL_TYPE_MAPPINGS
-    names = ([] if custom else [info["architecture"]]) + [info["auto_class"]] + CATEGORY_FALLBACKS.get(info["category"], ["AutoModel"])
+    names = ([] if custom else [info["architecture"]]) + [info["auto_class"]] + CATEGORY_FALLBACKS[info["category"]]
     return [n for n in dict.fromkeys(names) if n and not n.startswith(("DiffusionPipeline",))]
+
+# %% ../nbs/07_loader.ipynb #2bd3d3d9
+def _refuses_sdpa(e, kwargs):
+    "Whether `e` is a model refusing the sdpa attention it was asked for."
+    return kwargs.get("attn_implementation") == "sdpa" and ("sdpa" in str(e).lower() or "scaled_dot_product" in str(e))
 
 def _from_pretrained(cls, path, kwargs, record, allow_missing):
     "One strategy: a healed load, retried with eager attention when the model refuses sdpa."
@@ -247,13 +295,19 @@ def _from_pretrained(cls, path, kwargs, record, allow_missing):
     try:
         try: return load_pretrained_healed(cls, path, allow_missing=allow_missing, **kwargs)
         except (ValueError, ImportError) as e:
-            if kwargs.get("attn_implementation") != "sdpa" or "sdpa" not in str(e).lower() and "scaled_dot_product" not in str(e): raise
+            if not _refuses_sdpa(e, kwargs): raise
             record.notes.append(f"{cls.__name__} does not support sdpa attention; loaded with eager attention instead.")
-            return load_pretrained_healed(cls, path, allow_missing=allow_missing, **{**kwargs, "attn_implementation": "eager"})
+            eager = {**kwargs, "attn_implementation": "eager"}
+            return load_pretrained_healed(cls, path, allow_missing=allow_missing, **eager)
     except pickle.UnpicklingError as e:
-        raise UnsafeCheckpointError(f"{path}: the pickled checkpoint holds objects other than tensors, so it was refused unread"
-                                    f" (torch.load weights_only=True: {str(e).splitlines()[0][:200]}). Convert it to safetensors"
+        why = str(e).splitlines()[0][:200]
+        raise UnsafeCheckpointError(f"{path}: the pickled checkpoint holds objects other than tensors, so it was "
+                                    f"refused unread (torch.load weights_only=True: {why}). Convert it to safetensors"
                                     " in a sandbox you trust, or get a safetensors copy.") from None
+
+# %% ../nbs/07_loader.ipynb #4a222f58
+_FINAL_ERRORS = (RemoteCodeError, UnsafeCheckpointError, InsufficientMemoryError, QuantizationUnavailableError,
+                 PatchError)
 
 def _cascade(path, info, kwargs, record, allow_missing):
     "Try each class until one loads; every failure is kept, and the final error lists them all."
@@ -265,7 +319,8 @@ def _cascade(path, info, kwargs, record, allow_missing):
             model, report = _from_pretrained(cls, path, kwargs, record, allow_missing)
         except _FINAL_ERRORS: raise
         except Exception as e:
-            record.attempts.append((name, f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")); continue
+            first_line = str(e).splitlines()[0][:300] if str(e) else ""
+            record.attempts.append((name, f"{type(e).__name__}: {first_line}")); continue
         record.strategy, record.model_class, record.report = name, type(model).__name__, report
         return model
     tried = "; ".join(f"{s}: {e}" for s, e in record.attempts)
@@ -279,16 +334,22 @@ def part_class_name(architecture, part):
     head = re.search(r"For\w+$", architecture or "")
     return f"{architecture[:head.start()]}{part.title()}ForConditionalGeneration" if head else None
 
+# %% ../nbs/07_loader.ipynb #3d366fcd
 def _load_part(path, info, mode, kwargs, record, allow_missing):
     "Only the thinker (or talker) of a thinker/talker checkpoint: its sub-config, its prefix stripped, the rest unread."
     import transformers
     part = mode.removesuffix("_only")
     name = part_class_name(info["architecture"], part)
     cls = _transformers_class(name) if name else None
-    if cls is None: raise LoadError(f"{path}: transformers has no {name or part + ' class'} for {info['architecture']}, so mode={mode!r} can't load it alone; use mode='full'.")
-    with quiet_transformers(): full = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    if cls is None:
+        raise LoadError(f"{path}: transformers has no {name or part + ' class'} for {info['architecture']}, so "
+                        f"mode={mode!r} can't load it alone; use mode='full'.")
+    with quiet_transformers():
+        full = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     sub = getattr(full, f"{part}_config", None)
-    if sub is None: raise LoadError(f"{path}: config.json has no {part}_config, so mode={mode!r} has nothing to load; use mode='full'.")
+    if sub is None:
+        raise LoadError(f"{path}: config.json has no {part}_config, so mode={mode!r} has nothing to load; "
+                        "use mode='full'.")
     kw = {**kwargs, "config": sub, "key_mapping": {f"^{part}\\.": ""}}
     model, report = _from_pretrained(cls, path, kw, record, allow_missing)
     report.dropped = [k for k in report.dropped if k.startswith(f"{part}.")]  # the other parts are left out on purpose
@@ -310,6 +371,7 @@ def _load_diffusers(info, dtype, device, record):
     record.strategy, record.model_class = "DiffusionPipeline", type(pipe).__name__
     return pipe
 
+# %% ../nbs/07_loader.ipynb #3e3ac3d1
 def _load_sae(info, device, record, base_model_path, require_tokenizer):
     sae = SparseAutoencoder.from_folder(info["path"], info).to(device if device not in ("mapped",) else "cpu")
     record.strategy, record.model_class = "SparseAutoencoder.from_folder", f"SparseAutoencoder ({sae.activation})"
@@ -317,24 +379,30 @@ def _load_sae(info, device, record, base_model_path, require_tokenizer):
     where = base_model_path or find_local_model(base)
     if where is None:
         if require_tokenizer:
-            raise TokenizerNotFoundError(f"{info['path']}: an SAE has no tokenizer of its own, and no local copy of its base model "
-                                         f"{base or '(unknown: the SAE config names none)'} was found in the Hugging Face cache or $NEXUS_MODEL_DIRS."
-                                         " Pass base_model_path=<folder of the base model>, or require_tokenizer=False to load only the SAE.")
+            raise TokenizerNotFoundError(
+                f"{info['path']}: an SAE has no tokenizer of its own, and no local copy of its base model "
+                f"{base or '(unknown: the SAE config names none)'} was found in the Hugging Face cache or "
+                "$NEXUS_MODEL_DIRS. Pass base_model_path=<folder of the base model>, or require_tokenizer=False to "
+                "load only the SAE.")
         record.notes.append(f"no local copy of the base model {base} was found: the SAE is loaded without a tokenizer.")
         return sae, None
     import transformers
-    with quiet_transformers(): tok = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, trust_remote_code=False)
+    with quiet_transformers():
+        tok = transformers.AutoTokenizer.from_pretrained(where, local_files_only=True, trust_remote_code=False)
     record.notes.append(f"tokenizer from the base model's local copy {where}")
     return sae, tok
 
+# %% ../nbs/07_loader.ipynb #06d241df
 def _check_no_meta(model, path):
     if not isinstance(model, torch.nn.Module): return
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.device.type == "meta"]
-    if left: raise LoadError(f"{path}: {len(left)} tensor(s) were left unmaterialised on the meta device ({', '.join(left[:5])}); this is a bug in the loading path, please report it.")
+    if left:
+        raise LoadError(f"{path}: {len(left)} tensor(s) were left unmaterialised on the meta device "
+                        f"({', '.join(left[:5])}); this is a bug in the loading path, please report it.")
 
 # %% ../nbs/07_loader.ipynb #2328c1b6
 class OmniModelLoader(DetectingLoader):
-    "The seed's universal loader: detection (from `nexus.detect`) plus loading every category with the least memory."
+    "The universal loader: detection (from `nexus.detect`) plus loading every category with the least memory."
     def __init__(self, model_path=None):
         super().__init__(model_path)
         self.last_load, self._info = None, None  # the `LoadRecord` of the latest `load`; detection, once
@@ -342,95 +410,116 @@ class OmniModelLoader(DetectingLoader):
     @property
     def info(self) -> dict:
         "What detection says about `model_path` (`get_model_info`), worked out once per loader."
-        if self.model_path is None: raise LoadError("OmniModelLoader() was created without a model_path: pass the folder to load.")
+        if self.model_path is None:
+            raise LoadError("OmniModelLoader() was created without a model_path: pass the folder to load.")
         if self._info is None: self._info = get_model_info(resolve_model_path(self.model_path))
         return self._info
 
-    def load(self, mode="full", trust_remote_code=False, device_map="auto", torch_dtype="auto", load_in_8bit=False,
-             load_in_4bit=False, attn_implementation="sdpa", allow_missing=False, memory_limit=None, base_model_path=None,
-             require_tokenizer=True, with_tokenizer=True, **kwargs):
-        """Load the model at `model_path`: returns (model, tokenizer or processor), the second None with
-        `with_tokenizer=False`; `self.last_load` says how it went."""
-        if mode not in MODES: raise LoadError(f"mode {mode!r} is not one of {', '.join(MODES)}.")
-        info = self.info
-        record = self.last_load = LoadRecord(path=info["path"], category=info["category"], mode=mode)
-        self._refuse_early(info, trust_remote_code, load_in_8bit, load_in_4bit)
-        dtype = resolve_dtype(kwargs.pop("dtype", torch_dtype))
-        device_kwargs, device = resolve_device(device_map)
-        record.device, record.dtype = device, str(dtype).removeprefix("torch.")
-        record.estimated_bytes, record.free_bytes = check_memory(info, dtype, device, memory_limit)
-        t0, rss0 = time.perf_counter(), _rss()
-        model, tok = self._dispatch(info, mode, dtype, device, device_kwargs, trust_remote_code, load_in_8bit, load_in_4bit,
-                                    attn_implementation, allow_missing, base_model_path, require_tokenizer and with_tokenizer,
-                                    with_tokenizer, kwargs, record)
-        _check_no_meta(model, info["path"])
-        record.seconds, record.rss_increase_bytes, record.peak_rss_bytes = time.perf_counter() - t0, max(0, _rss() - rss0), _peak_rss()
-        record.tokenizer = type(tok).__name__ if tok is not None else None
-        record.dtype = str(getattr(model, "dtype", record.dtype)).removeprefix("torch.")  # what 'auto' resolved to
-        if isinstance(model, torch.nn.Module) and device == "mapped": record.device = str(getattr(model, "hf_device_map", "mapped"))
-        return model, tok
+# %% ../nbs/07_loader.ipynb #f655dc56
+def _refuse_early(info, trust_remote_code, load_in_8bit, load_in_4bit):
+    "Reasons not to start at all: remote code not allowed, unsupported folder, quantisation that can't run here."
+    if info["requires_trust_remote_code"] and not trust_remote_code:
+        code = ", ".join(info["custom_files"]) or "auto_map"
+        raise RemoteCodeError(f"{info['path']}: {info['architecture']} is not in the installed transformers; the "
+                              f"folder ships its own code ({code}). Nexus runs a model's code only with "
+                              "trust_remote_code=True: read that code first, then pass it.")
+    if not info["is_supported"] and not (trust_remote_code and info["has_custom_files"]): raise LoadError(info["error"])
+    if load_in_8bit or load_in_4bit:
+        bits, no_bnb = 8 if load_in_8bit else 4, importlib.util.find_spec("bitsandbytes") is None
+        if no_bnb or not torch.cuda.is_available():
+            why = "bitsandbytes is not installed" if no_bnb else "CUDA is not available"
+            raise QuantizationUnavailableError(f"load_in_{bits}bit needs bitsandbytes and a CUDA GPU, and {why} here. "
+                                               "Nexus won't load in full precision instead: drop the flag, or use "
+                                               "torch_dtype='bfloat16' to halve memory.")
 
-    @staticmethod
-    def _refuse_early(info, trust_remote_code, load_in_8bit, load_in_4bit):
-        "Reasons not to start at all: remote code not allowed, unsupported folder, quantisation that can't run here."
-        if info["requires_trust_remote_code"] and not trust_remote_code:
-            raise RemoteCodeError(f"{info['path']}: {info['architecture']} is not in the installed transformers; the folder ships its own code"
-                                  f" ({', '.join(info['custom_files']) or 'auto_map'}). Nexus runs a model's code only with trust_remote_code=True:"
-                                  " read that code first, then pass it.")
-        if not info["is_supported"] and not (trust_remote_code and info["has_custom_files"]): raise LoadError(info["error"])
-        if load_in_8bit or load_in_4bit:
-            bits = 8 if load_in_8bit else 4
-            if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-                why = "bitsandbytes is not installed" if importlib.util.find_spec("bitsandbytes") is None else "CUDA is not available"
-                raise QuantizationUnavailableError(f"load_in_{bits}bit needs bitsandbytes and a CUDA GPU, and {why} here. Nexus won't load"
-                                                   " in full precision instead: drop the flag, or use torch_dtype='bfloat16' to halve memory.")
+# %% ../nbs/07_loader.ipynb #18b27770
+@patch
+def load(self: OmniModelLoader, mode="full", trust_remote_code=False, device_map="auto", torch_dtype="auto",
+         load_in_8bit=False, load_in_4bit=False, attn_implementation="sdpa", allow_missing=False, memory_limit=None,
+         base_model_path=None, require_tokenizer=True, with_tokenizer=True, **kwargs):
+    """Load the model at `model_path`: returns (model, tokenizer or processor), the second None with
+    `with_tokenizer=False`; `self.last_load` says how it went."""
+    if mode not in MODES: raise LoadError(f"mode {mode!r} is not one of {', '.join(MODES)}.")
+    info = self.info
+    record = self.last_load = LoadRecord(path=info["path"], category=info["category"], mode=mode)
+    _refuse_early(info, trust_remote_code, load_in_8bit, load_in_4bit)
+    dtype = resolve_dtype(kwargs.pop("dtype", torch_dtype))
+    device_kwargs, device = resolve_device(device_map)
+    record.device, record.dtype = device, str(dtype).removeprefix("torch.")
+    record.estimated_bytes, record.free_bytes = check_memory(info, dtype, device, memory_limit)
+    t0, rss0 = time.perf_counter(), _rss()
+    model, tok = self._dispatch(info, mode, dtype, device, device_kwargs, trust_remote_code, load_in_8bit,
+                                load_in_4bit, attn_implementation, allow_missing, base_model_path,
+                                require_tokenizer and with_tokenizer, with_tokenizer, kwargs, record)
+    _check_no_meta(model, info["path"])
+    record.seconds, record.peak_rss_bytes = time.perf_counter() - t0, _peak_rss()
+    record.rss_increase_bytes = max(0, _rss() - rss0)
+    record.tokenizer = type(tok).__name__ if tok is not None else None
+    record.dtype = str(getattr(model, "dtype", record.dtype)).removeprefix("torch.")  # what 'auto' resolved to
+    if isinstance(model, torch.nn.Module) and device == "mapped":
+        record.device = str(getattr(model, "hf_device_map", "mapped"))
+    return model, tok
 
-    def _dispatch(self, info, mode, dtype, device, device_kwargs, trust_remote_code, load_in_8bit, load_in_4bit, attn,
-                  allow_missing, base_model_path, require_tokenizer, with_tokenizer, extra, record):
-        cat = info["category"]
-        if cat == "diffusers":
-            pipe = _load_diffusers(info, dtype, device, record)
-            return pipe, getattr(pipe, "tokenizer", None)
-        if cat == "sae": return _load_sae(info, device, record, base_model_path, require_tokenizer)
-        kw = {"local_files_only": True, "trust_remote_code": trust_remote_code, "dtype": dtype, **device_kwargs, **extra}
-        if attn: kw["attn_implementation"] = attn
-        if load_in_8bit or load_in_4bit:
-            from transformers import BitsAndBytesConfig
-            kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit)
-        register_custom_types()
-        path = info["path"]
-        if info["format"] == "gguf":
-            path, kw["gguf_file"] = os.path.dirname(info["gguf"]["file"]), os.path.basename(info["gguf"]["file"])
-        keys = checkpoint_keys(path) if info["format"] != "gguf" else None
-        with loading_patches(keys):
-            if mode != "full" and info["is_omni"]: model = _load_part(path, info, mode, kw, record, allow_missing)
-            else:
-                if mode != "full": record.notes.append(f"mode={mode!r} applies to thinker/talker models; this {info['architecture']} loads whole.")
-                model = _cascade(path, info, kw, record, allow_missing)
-        return model, load_tokenizer(info) if with_tokenizer else None
+# %% ../nbs/07_loader.ipynb #c78ede68
+def _pretrained_kwargs(dtype, device_kwargs, trust_remote_code, load_in_8bit, load_in_4bit, attn, extra):
+    "The keyword arguments every `from_pretrained` of one load gets."
+    kw = {"local_files_only": True, "trust_remote_code": trust_remote_code, "dtype": dtype, **device_kwargs, **extra}
+    if attn: kw["attn_implementation"] = attn
+    if load_in_8bit or load_in_4bit:
+        from transformers import BitsAndBytesConfig
+        kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit)
+    return kw
 
-    @staticmethod
-    def load_for_training(model_path, freeze_talker=True, **kwargs):
-        "Load for training: train mode, and the talker (and its vocoder) frozen so only the thinker learns."
-        loader = OmniModelLoader(model_path)
-        model, tok = loader.load(**kwargs)
-        model.train()
-        if freeze_talker:
-            frozen = [n for n in ("talker", "token2wav") if isinstance(getattr(model, n, None), torch.nn.Module)]
-            for n in frozen:
-                for p in getattr(model, n).parameters(): p.requires_grad_(False)
-            if frozen: loader.last_load.notes.append(f"frozen for training: {', '.join(frozen)}")
-        return model, tok
+def _load_transformers(info, mode, kw, record, allow_missing):
+    "A transformers model: the whole, or one part of a thinker/talker model, with the loading patches on."
+    register_custom_types()
+    path = info["path"]
+    if info["format"] == "gguf": path, kw["gguf_file"] = os.path.split(info["gguf"]["file"])
+    keys = checkpoint_keys(path) if info["format"] != "gguf" else None
+    with loading_patches(keys):
+        if mode != "full" and info["is_omni"]: return _load_part(path, info, mode, kw, record, allow_missing)
+        if mode != "full":
+            record.notes.append(f"mode={mode!r} applies to thinker/talker models; this {info['architecture']} "
+                                "loads whole.")
+        return _cascade(path, info, kw, record, allow_missing)
 
-    @staticmethod
-    def load_model_safe(model_path, mode="thinker_only", skip_on_error=True, **kwargs):
-        "The seed's safe load: with `skip_on_error` a failure is logged and None returned instead of raised."
-        try: return OmniModelLoader(model_path).load(mode=mode, **kwargs)
-        except Exception as e:
-            if not skip_on_error: raise
-            import logging
-            logging.getLogger("nexus").warning("skipped %s: %s", model_path, e)
-            return None
+# %% ../nbs/07_loader.ipynb #f60bbaba
+@patch
+def _dispatch(self: OmniModelLoader, info, mode, dtype, device, device_kwargs, trust_remote_code, load_in_8bit,
+              load_in_4bit, attn, allow_missing, base_model_path, require_tokenizer, with_tokenizer, extra, record):
+    cat = info["category"]
+    if cat == "diffusers":
+        pipe = _load_diffusers(info, dtype, device, record)
+        return pipe, getattr(pipe, "tokenizer", None)
+    if cat == "sae": return _load_sae(info, device, record, base_model_path, require_tokenizer)
+    kw = _pretrained_kwargs(dtype, device_kwargs, trust_remote_code, load_in_8bit, load_in_4bit, attn, extra)
+    model = _load_transformers(info, mode, kw, record, allow_missing)
+    return model, load_tokenizer(info) if with_tokenizer else None
+
+# %% ../nbs/07_loader.ipynb #a11037a5
+@patch(cls_method=True)
+def load_for_training(cls: OmniModelLoader, model_path, freeze_talker=True, **kwargs):
+    "Load for training: train mode, and the talker (and its vocoder) frozen so only the thinker learns."
+    loader = cls(model_path)
+    model, tok = loader.load(**kwargs)
+    model.train()
+    if freeze_talker:
+        frozen = [n for n in ("talker", "token2wav") if isinstance(getattr(model, n, None), torch.nn.Module)]
+        for n in frozen:
+            for p in getattr(model, n).parameters(): p.requires_grad_(False)
+        if frozen: loader.last_load.notes.append(f"frozen for training: {', '.join(frozen)}")
+    return model, tok
+
+# %% ../nbs/07_loader.ipynb #9c5df824
+@patch(cls_method=True)
+def load_model_safe(cls: OmniModelLoader, model_path, mode="thinker_only", skip_on_error=True, **kwargs):
+    "Load, or with `skip_on_error` log the failure and return None instead of raising."
+    try: return cls(model_path).load(mode=mode, **kwargs)
+    except Exception as e:
+        if not skip_on_error: raise
+        import logging
+        logging.getLogger("nexus").warning("skipped %s: %s", model_path, e)
+        return None
 
 def load_omni_model(path, mode="thinker_only", skip_on_error=False, **kwargs):
     "Convenience form of `OmniModelLoader.load_model_safe` (raises by default)."
@@ -443,22 +532,27 @@ def _sub_config(cfg, *names):
     "The first of `cfg`'s sub-configs named `names` (text/vision/audio parts of multimodal configs), else `cfg`."
     return next((getattr(cfg, n) for n in names if getattr(cfg, n, None) is not None), cfg)
 
+def _speech_inputs(cfg, batch, g, dev):
+    "Mel frames a speech seq2seq encoder expects, and a decoder start token."
+    frames = 2 * getattr(cfg, "max_source_positions", 1500)
+    start = getattr(cfg, "decoder_start_token_id", None) or 0
+    return {"input_features": torch.randn(batch, cfg.num_mel_bins, frames, generator=g).to(dev),
+            "decoder_input_ids": torch.full((batch, 1), start, dtype=torch.long, device=dev)}
+
+# %% ../nbs/07_loader.ipynb #a94ec33e
 def example_inputs(model, batch=1, seq=8, seed=0):
-    "Small deterministic inputs the model accepts (token ids, pixels, audio, mel features), for smoke tests and comparisons."
+    "Small deterministic inputs the model accepts (token ids, pixels, audio, mel features), for smoke tests."
     g, cfg = torch.Generator().manual_seed(seed), model.config
     name = getattr(model, "main_input_name", "input_ids")
     dev = next(model.parameters()).device
-    if name == "input_features":  # speech seq2seq: mel frames the encoder expects, and a decoder start token
-        frames = 2 * getattr(cfg, "max_source_positions", 1500)
-        start = getattr(cfg, "decoder_start_token_id", None) or 0
-        return {"input_features": torch.randn(batch, cfg.num_mel_bins, frames, generator=g).to(dev),
-                "decoder_input_ids": torch.full((batch, 1), start, dtype=torch.long, device=dev)}
+    if name == "input_features": return _speech_inputs(cfg, batch, g, dev)
     if name == "input_values": return {"input_values": torch.randn(batch, 16000, generator=g).to(dev)}
     inputs = {}
     vision = _sub_config(cfg, "vision_config")
     if name == "pixel_values" or (hasattr(model, "get_image_features") and not hasattr(model, "generate")):
         size, ch = getattr(vision, "image_size", 224), getattr(vision, "num_channels", 3)
-        shape = (batch, vision.num_frames, ch, size, size) if getattr(vision, "num_frames", None) else (batch, ch, size, size)
+        frames = getattr(vision, "num_frames", None)
+        shape = (batch, vision.num_frames, ch, size, size) if frames else (batch, ch, size, size)
         inputs["pixel_values"] = torch.randn(*shape, generator=g).to(dev)
     if name == "input_ids" or hasattr(model, "get_text_features"):
         text = _sub_config(cfg, "text_config")
@@ -467,25 +561,34 @@ def example_inputs(model, batch=1, seq=8, seed=0):
         if getattr(cfg, "is_encoder_decoder", False): inputs["decoder_input_ids"] = inputs["input_ids"][:, :2]
     return inputs
 
+# %% ../nbs/07_loader.ipynb #4988f6a1
 def model_outputs(model, inputs):
     "The output tensors of one no-grad forward pass, in order (for comparing two loads of one checkpoint)."
-    target = getattr(model, "thinker", model) if not hasattr(model, "forward") or type(model).forward is torch.nn.Module.forward else model
+    no_forward = not hasattr(model, "forward") or type(model).forward is torch.nn.Module.forward
+    target = getattr(model, "thinker", model) if no_forward else model
     with torch.no_grad(): out = target(**inputs)
     items = out.to_tuple() if hasattr(out, "to_tuple") else (out if isinstance(out, tuple) else (out,))
     return [t for t in items if isinstance(t, torch.Tensor)]
 
+# %% ../nbs/07_loader.ipynb #2a2d68e7
+def _pipeline_image_size(pipe):
+    "The smallest image side the pipeline's VAE takes: 8 latent pixels, times its downsampling."
+    vae_config = getattr(getattr(pipe, "vae", None), "config", None)
+    return 8 * (vae_config and 2 ** (len(pipe.vae.config.block_out_channels) - 1) or 8)
+
 def smoke_forward(model, info):
-    "Run one tiny forward pass (a denoising step for a pipeline, an encode/decode for an SAE); returns what it produced."
+    "Run one tiny forward pass (a denoising step for a pipeline, an encode/decode for an SAE); say what it produced."
     with torch.no_grad():
         if info["category"] == "diffusers":
-            size = 8 * (getattr(getattr(model, "vae", None), "config", None) and 2 ** (len(model.vae.config.block_out_channels) - 1) or 8)
+            size = _pipeline_image_size(model)
             img = model("a photo", num_inference_steps=1, height=size, width=size, output_type="np",
                         generator=torch.Generator().manual_seed(0)).images
             return f"one denoising step -> image {tuple(img.shape)}"
         if info["category"] == "sae":
             x = torch.randn(2, model.d_in, device=model.W_enc.device)
             f = model.encode(x)
-            return f"encode {tuple(x.shape)} -> {tuple(f.shape)} ({int((f != 0).sum())} active), decode -> {tuple(model.decode(f).shape)}"
+            return (f"encode {tuple(x.shape)} -> {tuple(f.shape)} ({int((f != 0).sum())} active), "
+                    f"decode -> {tuple(model.decode(f).shape)}")
         if getattr(model, "main_input_name", None) == "input_ids" and "talker" in type(model).__name__.lower():
             return "a talker runs on the thinker's hidden states: no standalone forward pass to smoke-test"
         outs = model_outputs(model, example_inputs(model))
@@ -513,8 +616,10 @@ def gguf_to_safetensors(gguf_path, out_dir, dtype=None):
 def converted_gguf_path(gguf_file) -> str:
     "Where the safetensors copy of `gguf_file` lives in Nexus' cache (whether it exists yet or not)."
     st = os.stat(gguf_file)
-    return os.path.join(nexus_cache_dir(), "converted", f"{os.path.basename(gguf_file)}-{st.st_size}-{st.st_mtime_ns}")
+    name = f"{os.path.basename(gguf_file)}-{st.st_size}-{st.st_mtime_ns}"
+    return os.path.join(nexus_cache_dir(), "converted", name)
 
+# %% ../nbs/07_loader.ipynb #7536508a
 def teacher_source(path, info=None) -> str:
     """Where to load a teacher from: a GGUF file's safetensors copy in Nexus' cache (converted the first time),
     anything else as it is. `info` is the path's `get_model_info`, when the caller has it already."""
