@@ -1,4 +1,4 @@
-"""Sticky, crash-proof `.pipeline_state.json`: a run started once with flags resumes with exactly the same configuration, and every edit is checked before it is written.
+"""Sticky, crash-proof `.pipeline_state.json`: a resumed run repeats its configuration, and every edit is checked.
 
 Docs: https://nexus-distill.github.io/nexus/state.html.md"""
 
@@ -12,24 +12,28 @@ __all__ = ['SCHEMA_VERSION', 'STATE_FILE', 'LOCK_FILE', 'MIGRATIONS', 'UNSET', '
            'edit_state', 'show_state']
 
 # %% ../nbs/05_state.ipynb #6b4c1949
-import argparse, contextlib, copy, difflib, errno, functools, json, math, os, re, secrets, stat, time, types, weakref
-from dataclasses import dataclass, field, fields, asdict, is_dataclass, MISSING
+import contextlib, copy, errno, functools, json, os, time, types, weakref
+from dataclasses import dataclass, fields, asdict, is_dataclass, MISSING
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, NamedTuple, Union, get_args, get_origin
 from . import __version__
 try: import fcntl
 except ImportError: fcntl = None  # not POSIX: `RunLock` says so when asked to lock
-from .settings import (LADDER, StudentConfig, DatasetConfig, OptimConfig, HyperParams, LossConfig,
-                             RouterConfig, setting, setting_leaves, field_default, SettingProblem, describe_value,
-                             describe_type, check_value, build_settings, suggest_key, value_from_text, mapping_from_text,
-                             name_for_path, NAME_RE)
-from .errors import did_you_mean, NexusError, StateError, StateFileError, StateNotFoundError, StateValidationError, StateVersionError, StateLockError
+
+# %% ../nbs/05_state.ipynb #a2f50a97
+from .settings import (LADDER, StudentConfig, DatasetConfig, OptimConfig, HyperParams, LossConfig, RouterConfig,
+                            setting, setting_leaves, field_default, SettingProblem, describe_value, describe_type,
+                            check_value, build_settings, suggest_key, value_from_text, name_for_path, NAME_RE)
+from .errors import (close_matches, did_you_mean, NexusError, StateError, StateFileError, StateNotFoundError,
+                          StateValidationError, StateVersionError, StateLockError)
 from .formats import atomic_write as formats_atomic_write, write_error
 
 # %% ../nbs/05_state.ipynb #902923d7
 SCHEMA_VERSION = 2  # the layout this Nexus writes; older files are migrated when read (see `MIGRATIONS`)
 STATE_FILE, LOCK_FILE = ".pipeline_state.json", ".pipeline_state.lock"
+
+# %% ../nbs/05_state.ipynb #7c28e4e4
 @dataclass
 class RunInfo:
     "Bookkeeping, written by Nexus as the run goes (no flags; `nexus state set` can still change it)."
@@ -40,12 +44,15 @@ class RunInfo:
     updated_at: str | None = setting(None, "when the state was last written (ISO 8601)", flag=False, iso=True)
     nexus_version: str | None = setting(None, "version of Nexus that last wrote the state", flag=False)
 
+# %% ../nbs/05_state.ipynb #96f2558b
 @dataclass
 class PipelineState:
     "Everything a distillation run needs to run again exactly: saved as `.pipeline_state.json` in its run folder."
     schema_version: int = setting(SCHEMA_VERSION, "layout version of the file (managed by Nexus)", flag=False)
-    mode: Literal["debug", "standard", "production"] = setting("debug", "rung of the scaling ladder; sets `hyper.sample_size` (50 / 500 / 5000) unless that is given too")
-    teachers: dict[str, str] = setting(factory=dict, doc="named experts: name -> model folder, .gguf file or bundled model name")
+    mode: Literal["debug", "standard", "production"] = setting(
+        "debug", "rung of the scaling ladder; sets `hyper.sample_size` (50 / 500 / 5000) unless that is given too")
+    teachers: dict[str, str] = setting(
+        factory=dict, doc="named experts: name -> model folder, .gguf file or bundled model name")
     student: StudentConfig = setting(factory=StudentConfig, flag=False)
     datasets: dict[str, DatasetConfig] = setting(factory=dict, doc="named datasets: name -> {path, expert}")
     optim: OptimConfig = setting(factory=OptimConfig, flag=False)
@@ -69,53 +76,50 @@ class PipelineState:
 
     def config(self) -> dict:
         "The configuration alone: everything but the bookkeeping (`run`). Equal configs mean equal runs."
-        d = self.to_dict()
-        del d["run"]
-        return d
+        return {k: v for k, v in self.to_dict().items() if k != "run"}
 
     def get(self, key):
         "The value at a dotted key (`hyper.lr`, `teachers.coder`) or flag name (`lr`)."
-        ck, _ = resolve_key(key)
-        v = self.to_dict()
+        ck, v = resolve_key(key)[0], self.to_dict()
         for p in ck.split("."):
             if not isinstance(v, dict) or p not in v: raise StateValidationError([f"{ck} is not set"])
             v = v[p]
         return v
 
-    def _repr_markdown_(self):
-        changed = diff_states(PipelineState(), self)
-        rows = "".join(f"\n| `{c.key}` | {_md(c.after)} | {_md(c.before)} |" for c in changed)
-        head = f"**PipelineState** (schema {self.schema_version}, step {self.run.global_step}): {len(changed)} setting(s) differ from the defaults"
-        return head + ("\n\n| key | value | default |\n|---|---|---|" + rows if changed else "")
-
-def _leaves():
-    "(dotted key, dataclass field) of every leaf setting of a `PipelineState`."
-    return setting_leaves(PipelineState)
-
+    def _repr_markdown_(self): return _state_markdown(self)
 
 # %% ../nbs/05_state.ipynb #52e26efb
 def _cross_check(s, problems):
     "Checks between fields, on a state whose fields are each valid."
     names = list(s.teachers)
     def not_a_teacher(key, name):
-        problems.append(f"{key}: {name!r} is not one of the teachers ({', '.join(names) or 'none set'}){did_you_mean(name, names)}")
+        listed = ", ".join(names) or "none set"
+        problems.append(f"{key}: {name!r} is not one of the teachers ({listed}){did_you_mean(name, names)}")
     for n, ds in s.datasets.items():
         if ds.expert is not None and ds.expert not in s.teachers: not_a_teacher(f"datasets.{n}.expert", ds.expert)
     for n in s.router.weights:
         if n not in s.teachers: not_a_teacher(f"router.weights.{n}", n)
     if s.router.weights and not sum(s.router.weights.values()) > 0:
-        problems.append("router.weights add up to 0: give a teacher a positive weight, or leave them empty for equal weights")
-    if s.student.teacher is not None and s.student.teacher not in s.teachers: not_a_teacher("student.teacher", s.student.teacher)
+        problems.append("router.weights add up to 0: give a teacher a positive weight, "
+                        "or leave them empty for equal weights")
+    if s.student.teacher is not None and s.student.teacher not in s.teachers:
+        not_a_teacher("student.teacher", s.student.teacher)
     if s.student.path is not None and s.student.teacher is not None:
-        problems.append("student.path and student.teacher are both set: a student is a folder or a shrunk teacher, not both; reset one of them")
+        problems.append("student.path and student.teacher are both set: a student is a folder or a shrunk teacher, "
+                        "not both; reset one of them")
     L = s.loss
     if not any((L.logits_weight, L.hidden_weight, L.anchor_weight, L.ce_weight)):
-        problems.append("loss: logits_weight, hidden_weight, anchor_weight and ce_weight are all 0, so there is nothing to learn; give one a positive weight")
+        problems.append("loss: logits_weight, hidden_weight, anchor_weight and ce_weight are all 0, "
+                        "so there is nothing to learn; give one a positive weight")
     if s.schema_version != SCHEMA_VERSION:
-        problems.append(f"schema_version must be {SCHEMA_VERSION} in this layout (files of older versions are migrated when read)")
+        problems.append(f"schema_version must be {SCHEMA_VERSION} in this layout "
+                        "(files of older versions are migrated when read)")
 
+# %% ../nbs/05_state.ipynb #940abeb2
 def _state_from_dict(d, where, hint) -> PipelineState:
-    if not isinstance(d, dict): raise StateValidationError([f"expected an object of settings, got {describe_value(d)}"], where, hint)
+    "A checked state from data in the file's layout, or one `StateValidationError` naming every problem."
+    if not isinstance(d, dict):
+        raise StateValidationError([f"expected an object of settings, got {describe_value(d)}"], where, hint)
     problems = []
     s = build_settings(PipelineState, d, "", problems)
     if not problems: _cross_check(s, problems)
@@ -127,17 +131,24 @@ class StateKey(NamedTuple):
     "One setting of the state: dotted key, flag name (None: no flag), type as text, default, meaning."
     key: str; flag: str | None; type: str; default: object; doc: str
 
+def _leaves():
+    "(dotted key, dataclass field) of every leaf setting of a `PipelineState`."
+    return setting_leaves(PipelineState)
+
+@functools.cache
+def _state_keys():
+    return tuple(StateKey(k, None if f.metadata["flag"] is False else (f.metadata["flag"] or f.name),
+                          describe_type(f.type), field_default(f), f.metadata["doc"]) for k, f in _leaves())
+
 def state_keys() -> list[StateKey]:
     "Every setting of a `PipelineState`, in file order."
     return list(_state_keys())
 
+# %% ../nbs/05_state.ipynb #9b294564
 @functools.cache
-def _state_keys():
-    return tuple(StateKey(k, None if f.metadata["flag"] is False else (f.metadata["flag"] or f.name), describe_type(f.type), field_default(f), f.metadata["doc"])
-            for k, f in _leaves())
-
-@functools.cache
-def _leaf_fields() -> dict: return dict(_leaves())
+def _leaf_fields() -> dict:
+    "dotted key -> dataclass field, for every leaf setting."
+    return dict(_leaves())
 
 @functools.cache
 def _flag_map():
@@ -146,37 +157,46 @@ def _flag_map():
     for k in state_keys():
         if k.flag is None: continue
         if k.flag in out: raise RuntimeError(f"two settings share the flag --{k.flag}: {out[k.flag]} and {k.key}")
-        if k.flag in top and k.flag != k.key: raise RuntimeError(f"the flag --{k.flag} of {k.key} is also a section name")
+        if k.flag in top and k.flag != k.key:
+            raise RuntimeError(f"the flag --{k.flag} of {k.key} is also a section name")
         out[k.flag] = k.key
     return out
 
+# %% ../nbs/05_state.ipynb #bfb07d3d
+def _from_flag_name(key) -> str:
+    "The dotted key a name without dots stands for (`lr` -> `hyper.lr`); a dotted or top-level key as it is."
+    top, flags = [f.name for f in fields(PipelineState)], _flag_map()
+    if "." in key or key in top: return key
+    if (k := key.replace("-", "_")) in flags: return flags[k]
+    m = close_matches(key, top + list(flags))
+    hint = (f"; did you mean {m[0]!r}{' (' + flags[m[0]] + ')' if m[0] in flags else ''}?" if m
+            else "; `nexus state keys` lists them")
+    raise StateValidationError([f"unknown key {key!r}{hint}"])
+
 # %% ../nbs/05_state.ipynb #a7e83a8d
 def resolve_key(key) -> tuple:
-    "The canonical dotted key and the type at `key`: a dotted path (`hyper.lr`, `teachers.coder`, `datasets.code.path`) or a flag name (`lr`)."
-    if not isinstance(key, str) or not key.strip(): raise StateValidationError([f"expected a key such as hyper.lr, got {describe_value(key)}"])
-    top = [f.name for f in fields(PipelineState)]
-    flags = _flag_map()
-    if "." not in key and key not in top:
-        if (k := key.replace("-", "_")) in flags: key = flags[k]
-        else:
-            m = difflib.get_close_matches(key, top + list(flags), n=1, cutoff=0.6)
-            hint = f"; did you mean {m[0]!r}{' (' + flags[m[0]] + ')' if m[0] in flags else ''}?" if m else "; `nexus state keys` lists them"
-            raise StateValidationError([f"unknown key {key!r}{hint}"])
+    "`(canonical dotted key, type)` at `key`: a dotted path (`hyper.lr`, `teachers.coder`) or a flag name (`lr`)."
+    if not isinstance(key, str) or not key.strip():
+        raise StateValidationError([f"expected a key such as hyper.lr, got {describe_value(key)}"])
     tp, done = PipelineState, []
-    for p in key.split("."):
+    for p in _from_flag_name(key).split("."):
         if is_dataclass(tp):
             fs = {f.name: f.type for f in fields(tp)}
             if p not in fs:
                 prefix = ".".join(done) + "." if done else ""
-                raise StateValidationError([f"unknown key {prefix + p!r}{suggest_key(p, prefix, list(fs), PipelineState)}"])
+                hint = suggest_key(p, prefix, list(fs), PipelineState)
+                raise StateValidationError([f"unknown key {prefix + p!r}{hint}"])
             tp = fs[p]
         elif get_origin(tp) is dict:
-            if not NAME_RE.match(p): raise StateValidationError([f"{'.'.join(done)}: {p!r} is not a usable name: use letters, digits, '_' and '-'"])
+            if not NAME_RE.match(p):
+                raise StateValidationError([f"{'.'.join(done)}: {p!r} is not a usable name: "
+                                            "use letters, digits, '_' and '-'"])
             tp = get_args(tp)[1]
         else: raise StateValidationError([f"{'.'.join(done)} is a single value; it has no key {p!r}"])
         done.append(p)
     return ".".join(done), tp
 
+# %% ../nbs/05_state.ipynb #307f0041
 def parse_value(key, text) -> tuple:
     "`(canonical key, value)` for `key=text` as typed on the command line; the value is not yet range-checked."
     ck, tp = resolve_key(key)
@@ -187,7 +207,8 @@ def parse_value(key, text) -> tuple:
 def _v1_named(items, key, where) -> dict:
     "Schema 1 listed teachers and datasets as paths; schema 2 names them (after the folder, made unique)."
     if not isinstance(items, list) or not all(isinstance(p, str) and p.strip() for p in items):
-        raise StateValidationError([f"{key}: a schema-1 state lists {key} as an array of paths, got {describe_value(items)}"], where, "Fix the file; it was left as it is.")
+        problem = f"{key}: a schema-1 state lists {key} as an array of paths, got {describe_value(items)}"
+        raise StateValidationError([problem], where, "Fix the file; it was left as it is.")
     out = {}
     for p in items:
         base = name = name_for_path(p)
@@ -196,53 +217,59 @@ def _v1_named(items, key, where) -> dict:
         out[name] = p
     return out
 
+# %% ../nbs/05_state.ipynb #d8078b77
 _V1_MOVES = {"use_unsloth": "optim.use_unsloth", "packing": "optim.packing", "max_seq_length": "optim.max_seq_length",
-             "lr": "hyper.lr", "epochs": "hyper.epochs", "sample_size": "hyper.sample_size", "batch_size": "hyper.batch_size",
-             "grad_accum": "hyper.gradient_accumulation_steps", "seed": "hyper.seed", "temperature": "loss.temperature",
-             "router": "router.mode", "output_dir": "run.output_dir", "checkpoint": "run.last_checkpoint", "step": "run.global_step"}
+             "lr": "hyper.lr", "epochs": "hyper.epochs", "sample_size": "hyper.sample_size",
+             "batch_size": "hyper.batch_size", "grad_accum": "hyper.gradient_accumulation_steps",
+             "seed": "hyper.seed", "temperature": "loss.temperature", "router": "router.mode",
+             "output_dir": "run.output_dir", "checkpoint": "run.last_checkpoint", "step": "run.global_step"}
 
 def migrate_v1(old, where="a schema-1 state") -> dict:
     "The schema-2 layout of a schema-1 state (flat keys; teachers and datasets as lists of paths; no ladder mode)."
     d, new = dict(old), {"schema_version": 2}
     d.pop("version", None)
     if "teachers" in d: new["teachers"] = _v1_named(d.pop("teachers"), "teachers", where)
-    if "datasets" in d: new["datasets"] = {n: {"path": p} for n, p in _v1_named(d.pop("datasets"), "datasets", where).items()}
+    if "datasets" in d:
+        new["datasets"] = {n: {"path": p} for n, p in _v1_named(d.pop("datasets"), "datasets", where).items()}
     for k, dest in _V1_MOVES.items():
         if k in d:
             section, name = dest.split(".")
             new.setdefault(section, {})[name] = d.pop(k)
     size = new.get("hyper", {}).get("sample_size")
     new["mode"] = next((m for m in ("production", "standard") if type(size) is int and size >= LADDER[m]), "debug")
-    clash = [k for k in d if k in new]
-    if clash: raise StateValidationError([f"unknown key {k!r} in a schema-1 state" for k in clash], where, "Fix the file; it was left as it is.")
+    if clash := [k for k in d if k in new]:
+        raise StateValidationError([f"unknown key {k!r} in a schema-1 state" for k in clash], where,
+                                   "Fix the file; it was left as it is.")
     new.update(d)  # keys schema 1 did not have: validation names them
     return new
 
+# %% ../nbs/05_state.ipynb #2ec57047
 MIGRATIONS = {1: migrate_v1}  # version n -> the function that turns layout n into layout n + 1
 
 def upgrade(obj, where="the pipeline state") -> tuple:
-    "`(obj in the current layout, the schema version it was written with)`: older layouts are migrated, newer ones refused."
+    "`(obj in the current layout, the schema version it was written with)`: older layouts migrated, newer refused."
     if "schema_version" in obj: v = obj["schema_version"]
     elif "version" in obj: v = obj["version"]  # schema 1 called it `version`
-    else: raise StateVersionError(f"{where} has no schema_version, so its layout is unknown. If it is in the current layout, add \"schema_version\": {SCHEMA_VERSION} to it.")
-    if type(v) is not int or v < 1: raise StateVersionError(f"{where}: schema_version must be a positive integer, got {describe_value(v)}.")
+    else: raise StateVersionError(f"{where} has no schema_version, so its layout is unknown. If it is in the current "
+                                  f"layout, add \"schema_version\": {SCHEMA_VERSION} to it.")
+    if type(v) is not int or v < 1:
+        raise StateVersionError(f"{where}: schema_version must be a positive integer, got {describe_value(v)}.")
     if v > SCHEMA_VERSION:
-        raise StateVersionError(f"{where} has schema version {v}: it was written by a newer Nexus, and this one ({__version__}) reads versions up to {SCHEMA_VERSION}. "
-                                f"Upgrade Nexus (pip install -U nexus-distill) to use this run; the file was left as it is.")
+        raise StateVersionError(f"{where} has schema version {v}: it was written by a newer Nexus, and this one "
+                                f"({__version__}) reads versions up to {SCHEMA_VERSION}. Upgrade Nexus "
+                                "(pip install -U nexus-distill) to use this run; the file was left as it is.")
     for n in range(v, SCHEMA_VERSION): obj = MIGRATIONS[n](obj, where)
     return obj, v
 
 # %% ../nbs/05_state.ipynb #ee17161d
-_MAX_STATE_BYTES = 16 << 20
-_FIX_HINT = "Fix the file by hand, or with `nexus state set KEY=VALUE --run-dir {folder}` / `nexus state reset KEY`; it was left as it is."
-
 def state_path(run_dir) -> Path:
     "The state file of a run folder, as an absolute path (a path to a `.json` file is taken as the file itself)."
     p = Path(run_dir).absolute()
     return p if p.suffix == ".json" and not p.is_dir() else p/STATE_FILE
 
+# %% ../nbs/05_state.ipynb #a70b0f3a
 def _dumps(d) -> bytes:
-    "The file's bytes: indented UTF-8 JSON (escaped ASCII only when a string can't be UTF-8, such as an undecodable file name)."
+    "The file's bytes: indented UTF-8 JSON (ASCII escapes only where a string can't be UTF-8: undecodable names)."
     try: return (json.dumps(d, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     except UnicodeEncodeError: return (json.dumps(d, indent=2) + "\n").encode("ascii")
 
@@ -254,6 +281,7 @@ def atomic_write(path, data: bytes):
     "Replace the file `path` by `data` atomically (see `nexus.formats.atomic_write`); failures are `StateFileError`s."
     formats_atomic_write(path, data, "write the pipeline state", StateFileError)
 
+# %% ../nbs/05_state.ipynb #0f0acb88
 def save_state(state, run_dir) -> Path:
     "Validate `state` and write it atomically as the run folder's `.pipeline_state.json`; returns the file's path."
     path = state_path(run_dir)
@@ -262,41 +290,69 @@ def save_state(state, run_dir) -> Path:
     atomic_write(path, _dumps(state.to_dict()))
     return path
 
+# %% ../nbs/05_state.ipynb #d68e69ac
+_MAX_STATE_BYTES = 16 << 20
+
+def _read_state_bytes(path: Path) -> bytes:
+    "The bytes of a state file; a missing file is a `StateNotFoundError`, any other failure a `StateFileError`."
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > _MAX_STATE_BYTES:
+                raise StateFileError(f"{path} is over {_MAX_STATE_BYTES >> 20} MiB: that is not a pipeline state. "
+                                     "Check the file.")
+            return f.read()
+    except FileNotFoundError:
+        what = f"{path.name} does not exist" if path.parent.is_dir() else "there is no such folder"
+        raise StateNotFoundError(f"no pipeline state in {path.parent}: {what}. Give the folder of an existing run, "
+                                 "or start a run there first.") from None
+    except IsADirectoryError:
+        raise StateFileError(f"{path} is a folder, not a pipeline state file: remove or rename it.") from None
+    except PermissionError:
+        raise StateFileError(f"{path}: permission denied reading the pipeline state. Fix its permissions "
+                             "(chmod u+r) or run as its owner.") from None
+    except OSError as e: raise StateFileError(f"{path}: cannot read the pipeline state ({e.strerror or e}).") from None
+
+# %% ../nbs/05_state.ipynb #46399abf
 class _DuplicateKey(Exception): pass
 
 def _no_duplicates(pairs):
+    "A JSON object's pairs as a dict, refusing a key that appears twice (plain `json` keeps the last one)."
     d = {}
     for k, v in pairs:
         if k in d: raise _DuplicateKey(k)
         d[k] = v
     return d
 
-def _read_raw(path) -> tuple:
-    "The JSON object in a state file and the file's bytes; every way the file can be unusable is a `StateFileError` naming it."
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size > _MAX_STATE_BYTES:
-                raise StateFileError(f"{path} is over {_MAX_STATE_BYTES >> 20} MiB: that is not a pipeline state. Check the file.")
-            data = f.read()
-    except FileNotFoundError:
-        what = f"{path.name} does not exist" if path.parent.is_dir() else "there is no such folder"
-        raise StateNotFoundError(f"no pipeline state in {path.parent}: {what}. Give the folder of an existing run, or start a run there first.") from None
-    except IsADirectoryError: raise StateFileError(f"{path} is a folder, not a pipeline state file: remove or rename it.") from None
-    except PermissionError: raise StateFileError(f"{path}: permission denied reading the pipeline state. Fix its permissions (chmod u+r) or run as its owner.") from None
-    except OSError as e: raise StateFileError(f"{path}: cannot read the pipeline state ({e.strerror or e}).") from None
+def _parse_state(path, data) -> dict:
+    "The JSON object in a state file's bytes; every way they are not one is a `StateFileError` naming the file."
     if not data.strip():
-        raise StateFileError(f"{path} is empty: it holds no pipeline state (Nexus never leaves it empty; another program or an editor truncated it). Restore it, or delete it to start the run afresh.")
+        raise StateFileError(f"{path} is empty: it holds no pipeline state (Nexus never leaves it empty; another "
+                             "program or an editor truncated it). Restore it, or delete it to start the run afresh.")
     try: text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise StateFileError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}), so it is not a pipeline state. Restore it, or delete it to start afresh.") from None
+        raise StateFileError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}), so it is "
+                             "not a pipeline state. Restore it, or delete it to start afresh.") from None
     try: obj = json.loads(text, object_pairs_hook=_no_duplicates)
-    except json.JSONDecodeError as e: raise StateFileError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}. Fix it there; the file was left as it is.") from None
-    except _DuplicateKey as e: raise StateFileError(f"{path}: the key {e.args[0]!r} appears twice in one object; keep one of them.") from None
+    except json.JSONDecodeError as e:
+        raise StateFileError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}. "
+                             "Fix it there; the file was left as it is.") from None
+    except _DuplicateKey as e:
+        raise StateFileError(f"{path}: the key {e.args[0]!r} appears twice in one object; keep one of them.") from None
     except RecursionError: raise StateFileError(f"{path} is nested too deeply to be a pipeline state.") from None
     if not isinstance(obj, dict):
-        raise StateFileError(f"{path} holds {describe_value(obj)}, but a pipeline state is a JSON object ({{...}}) of settings. Restore it, or delete it to start afresh.")
-    return obj, data
+        raise StateFileError(f"{path} holds {describe_value(obj)}, but a pipeline state is a JSON object ({{...}}) "
+                             "of settings. Restore it, or delete it to start afresh.")
+    return obj
+
+# %% ../nbs/05_state.ipynb #8e8d3214
+_FIX_HINT = ("Fix the file by hand, or with `nexus state set KEY=VALUE --run-dir {folder}` / `nexus state reset KEY`; "
+             "it was left as it is.")
+
+def _read_raw(path) -> tuple:
+    "The JSON object in a state file and the file's bytes."
+    path = Path(path)
+    data = _read_state_bytes(path)
+    return _parse_state(path, data), data
 
 def _load(path) -> tuple:
     "`(state, schema version the file was written with, the file's bytes)`."
@@ -311,6 +367,19 @@ def load_state(run_dir) -> PipelineState:
     return _load(state_path(run_dir))[0]
 
 # %% ../nbs/05_state.ipynb #423be4bc
+def _not_a_flag(ck, tp) -> str:
+    "Why the setting at the dotted key `ck` (of type `tp`) can't be given as a flag."
+    top = ck.split(".")[0]
+    if ck in _leaf_fields():
+        return f"{ck} is bookkeeping, not a setting: Nexus writes it (`nexus state set {ck}=...` changes it by hand)"
+    if is_dataclass(tp):
+        keys = ", ".join(ck + "." + f.name for f in fields(tp))
+        return f"{ck} is a section: give its keys ({keys[:80]}...)"
+    whole = ".".join(ck.split(".")[:-1]) if top != "datasets" else "datasets"
+    return (f"{ck}: a flag sets the whole of {whole} (e.g. {{'{top}': {{...}}}}); "
+            f"`nexus state set {ck}=...` edits one entry of a saved run")
+
+# %% ../nbs/05_state.ipynb #942036c0
 def normalize_flags(flags) -> dict:
     "Flags as `{dotted key: checked value}`; `mode` without `hyper.sample_size` brings its ladder sample size."
     out, problems, given = {}, [], {}
@@ -318,12 +387,11 @@ def normalize_flags(flags) -> dict:
     for k, v in dict(flags or {}).items():
         ck, tp = resolve_key(k)
         if ck not in flagged:
-            top = ck.split(".")[0]
-            if ck in _leaf_fields(): problems.append(f"{ck} is bookkeeping, not a setting: Nexus writes it (`nexus state set {ck}=...` changes it by hand)")
-            elif is_dataclass(tp): problems.append(f"{ck} is a section: give its keys ({', '.join(ck + '.' + f.name for f in fields(tp))[:80]}...)")
-            else: problems.append(f"{ck}: a flag sets the whole of {'.'.join(ck.split('.')[:-1]) if top != 'datasets' else 'datasets'} (e.g. {{'{top}': {{...}}}}); `nexus state set {ck}=...` edits one entry of a saved run")
+            problems.append(_not_a_flag(ck, tp))
             continue
-        if ck in out: problems.append(f"{ck} is given twice (as {given[ck]!r} and {k!r})"); continue
+        if ck in out:
+            problems.append(f"{ck} is given twice (as {given[ck]!r} and {k!r})")
+            continue
         given[ck] = k
         try: out[ck] = check_value(v, tp, ck, _leaf_fields()[ck].metadata, problems)
         except SettingProblem as e: problems.append(str(e))
@@ -331,19 +399,22 @@ def normalize_flags(flags) -> dict:
     if "mode" in out and "hyper.sample_size" not in out: out["hyper.sample_size"] = LADDER[out["mode"]]
     return out
 
+# %% ../nbs/05_state.ipynb #c997001f
 def merge_flags(*layers) -> dict:
     "One layer equivalent to applying `layers` in order (later ones win); associative."
     out = {}
     for layer in layers: out.update(normalize_flags(layer))
     return out
 
+# %% ../nbs/05_state.ipynb #4a331cc5
 def _set_in(d, parts, value):
     "Set a dotted path in nested dicts, making the dicts on the way."
     for i, p in enumerate(parts[:-1]):
         nxt = d.setdefault(p, {})
         if not isinstance(nxt, dict):
             k = ".".join(parts[:i + 1])
-            raise StateValidationError([f"{k} is {describe_value(nxt)} in the file, not an object: reset it first (nexus state reset {k})"])
+            raise StateValidationError([f"{k} is {describe_value(nxt)} in the file, not an object: "
+                                        f"reset it first (nexus state reset {k})"])
         d = nxt
     d[parts[-1]] = value
 
@@ -354,8 +425,9 @@ def _plain(v):
     if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
     return os.fspath(v) if isinstance(v, os.PathLike) else v
 
+# %% ../nbs/05_state.ipynb #4df77ec1
 def apply_flags(state, flags) -> PipelineState:
-    "A new, validated state: `state` with `flags` on top (flags win; `mode` alone sets `hyper.sample_size` from the ladder)."
+    "A new, validated state: `state` with `flags` on top (flags win; `mode` alone sets `hyper.sample_size`)."
     d = state.to_dict()
     for ck, v in normalize_flags(flags).items(): _set_in(d, ck.split("."), _plain(v))
     return PipelineState.from_dict(d, "invalid settings", "Nothing was changed.")
@@ -373,6 +445,7 @@ class _Unset:
     def __repr__(self): return "(unset)"
 UNSET = _Unset()
 
+# %% ../nbs/05_state.ipynb #3e606aa8
 def _whole(key) -> bool:
     "Whether the setting at `key` is one value even when it holds an object (a per-teacher layer list, say)."
     f = _leaf_fields().get(key)
@@ -382,19 +455,21 @@ def _flat(d, prefix="", keep_empty=False) -> dict:
     "Nested dicts as `{dotted key: value}` (empty mappings dropped, or kept as `{}` leaves with `keep_empty`)."
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and (v or not keep_empty) and not _whole(prefix + k): out.update(_flat(v, f"{prefix}{k}.", keep_empty))
+        if isinstance(v, dict) and (v or not keep_empty) and not _whole(prefix + k):
+            out.update(_flat(v, f"{prefix}{k}.", keep_empty))
         else: out[prefix + k] = v
     return out
 
+# %% ../nbs/05_state.ipynb #8f5e99a5
 def _json(v, **kw) -> str:
-    "JSON text that any terminal can print: non-ASCII as is, but escapes for strings UTF-8 can't hold (undecodable file names)."
+    "JSON text any terminal can print: non-ASCII as is, escapes for strings UTF-8 can't hold (undecodable names)."
     s = json.dumps(v, ensure_ascii=False, **kw)
     try: s.encode("utf-8")
     except UnicodeEncodeError: s = json.dumps(v, **kw)
     return s
 
 def _needs_quotes(s) -> bool:
-    "Strings `nexus state set` would read as something else, or with invisible characters (line breaks, controls, undecodable bytes)."
+    "Strings `nexus state set` would read as something else, or with invisible characters (controls, bad bytes)."
     return not s or s != s.strip() or s.lower() in ("null", "none") or s.startswith('"') or not s.isprintable()
 
 def _show(v) -> str:
@@ -405,15 +480,15 @@ def _show(v) -> str:
 
 def _md(v): return "`" + _show(v).replace("`", "'").replace("|", "\\|") + "`"
 
-def _same(a, b): return a == b and isinstance(a, bool) == isinstance(b, bool)
-
+# %% ../nbs/05_state.ipynb #805d7265
 class StateDiff(list):
     "A list of `Change`s; prints as one aligned `key  before -> after` line each, and as a table in a notebook."
     migrated_from = None  # the schema an edited file was migrated from, if any
     def __str__(self): return format_diff(self)
     def _repr_markdown_(self):
         if not self: return "no changes"
-        return "| key | before | after |\n|---|---|---|\n" + "\n".join(f"| `{c.key}` | {_md(c.before)} | {_md(c.after)} |" for c in self)
+        rows = (f"| `{c.key}` | {_md(c.before)} | {_md(c.after)} |" for c in self)
+        return "| key | before | after |\n|---|---|---|\n" + "\n".join(rows)
 
 def format_diff(changes) -> str:
     "One aligned `key  before -> after` line per change (`no changes` when there are none)."
@@ -421,6 +496,7 @@ def format_diff(changes) -> str:
     w = max(len(c.key) for c in changes)
     return "\n".join(f"{c.key:<{w}}  {_show(c.before)} -> {_show(c.after)}" for c in changes)
 
+# %% ../nbs/05_state.ipynb #c83dca10
 def _merged_order(a, b) -> list:
     "The keys of two flat dicts in file order: a key new in `b` goes where `b` has it."
     keys, pending, seen = [], list(b), set()
@@ -433,9 +509,14 @@ def _merged_order(a, b) -> list:
         if k not in seen: keys.append(k); seen.add(k)
     return keys + [k for k in pending if k not in seen]
 
+# %% ../nbs/05_state.ipynb #c3190767
+def _same(a, b): return a == b and isinstance(a, bool) == isinstance(b, bool)
+
 def _diff_flat(a, b) -> StateDiff:
+    "The changes from flat dict `a` to flat dict `b`, in file order (`true` and `1` differ)."
     keys = _merged_order(a, b)
-    return StateDiff(Change(k, a.get(k, UNSET), b.get(k, UNSET)) for k in keys if not _same(a.get(k, UNSET), b.get(k, UNSET)))
+    return StateDiff(Change(k, a.get(k, UNSET), b.get(k, UNSET)) for k in keys
+                     if not _same(a.get(k, UNSET), b.get(k, UNSET)))
 
 def diff_states(before, after, bookkeeping=False) -> StateDiff:
     "Every setting that differs between two states; the `run` bookkeeping only when asked."
@@ -443,11 +524,20 @@ def diff_states(before, after, bookkeeping=False) -> StateDiff:
     if not bookkeeping: del a["run"], b["run"]
     return _diff_flat(_flat(a), _flat(b))
 
+# %% ../nbs/05_state.ipynb #e29d75d9
 def format_state(state) -> str:
     "Every setting of a state as an aligned `key  value` line, values written as `nexus state set` takes them."
     rows = _flat(state.to_dict(), keep_empty=True)
     w = max(map(len, rows))
     return "\n".join(f"{k:<{w}}  {_show(v)}" for k, v in rows.items())
+
+def _state_markdown(state) -> str:
+    "A state in a notebook: what differs from the defaults, as a table."
+    changed = diff_states(PipelineState(), state)
+    rows = "".join(f"\n| `{c.key}` | {_md(c.after)} | {_md(c.before)} |" for c in changed)
+    head = (f"**PipelineState** (schema {state.schema_version}, step {state.run.global_step}): "
+            f"{len(changed)} setting(s) differ from the defaults")
+    return head + ("\n\n| key | value | default |\n|---|---|---|" + rows if changed else "")
 
 # %% ../nbs/05_state.ipynb #0ebca2d9
 _HELD_LOCKS = weakref.WeakSet()
@@ -460,12 +550,27 @@ def _forget_locks_in_child():
 
 if hasattr(os, "register_at_fork"): os.register_at_fork(after_in_child=_forget_locks_in_child)
 
+# %% ../nbs/05_state.ipynb #8ae160d3
 def _lock_pid(fd):
+    "The PID written in an open lock file, or None."
     try: text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
     except OSError: return None
     return int(text) if text.isdigit() else None
 
+def _lock_owner(run_dir):
+    "The PID holding a run folder (0 if it can't be read), or None when the folder is free."
+    if fcntl is None: return None
+    try: fd = os.open(Path(run_dir)/LOCK_FILE, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError: return None
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError: return _lock_pid(fd) or 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally: os.close(fd)
+
 def _in_use(run_dir, pid) -> str:
+    "The message for a run folder that `pid` holds."
     if pid == os.getpid():
         return (f"run in use by PID {pid} (this process): another PipelineRun on {run_dir} is still open. "
                 "Close it first (`run.close()`, or open runs in a `with` block).")
@@ -473,6 +578,31 @@ def _in_use(run_dir, pid) -> str:
     return (f"run in use by {who}: {run_dir} belongs to a Nexus process that is still running. Wait for it to finish "
             f"or stop it{f' (kill {pid})' if pid else ''}; a process that has died releases its run by itself.")
 
+# %% ../nbs/05_state.ipynb #592852ed
+def _lock_fd(path, run_dir, wait) -> int:
+    "An open descriptor of the lock file `path` holding its exclusive `flock`; waits up to `wait` s for a holder."
+    deadline = time.monotonic() + wait
+    while True:
+        try: fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as e: raise _write_error(path, e, "create the lock file", "nothing was changed") from None
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                os.close(fd)
+                raise StateFileError(f"cannot lock {path}: {e.strerror or e}.") from None
+            if time.monotonic() >= deadline:
+                pid = _lock_pid(fd)
+                os.close(fd)
+                raise StateLockError(_in_use(run_dir, pid), pid) from None
+            os.close(fd)
+            time.sleep(0.02)
+            continue
+        try: same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError: same = False
+        if same: return fd
+        os.close(fd)  # the lock file was replaced while we waited: lock the one that is there now
+
+# %% ../nbs/05_state.ipynb #1b74b439
 class RunLock:
     "An exclusive lock on a run folder: `flock` on `.pipeline_state.lock`, which holds the owner's PID."
     def __init__(self, run_dir):
@@ -485,27 +615,10 @@ class RunLock:
     def acquire(self, wait=0.25):
         "Take the lock; raise `StateLockError` ('run in use by PID N') if another holder keeps it for `wait` seconds."
         if self._fd is not None: return self
-        if fcntl is None: raise StateLockError(f"cannot lock {self.run_dir}: run folders are locked with fcntl, which this platform lacks (Linux and macOS have it).")
-        deadline = time.monotonic() + wait
-        while True:
-            try: fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-            except OSError as e: raise _write_error(self.path, e, "create the lock file", "nothing was changed") from None
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                    os.close(fd)
-                    raise StateFileError(f"cannot lock {self.path}: {e.strerror or e}.") from None
-                if time.monotonic() >= deadline:
-                    pid = _lock_pid(fd)
-                    os.close(fd)
-                    raise StateLockError(_in_use(self.run_dir, pid), pid) from None
-                os.close(fd)
-                time.sleep(0.02)
-                continue
-            try: same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except OSError: same = False
-            if same: break
-            os.close(fd)  # the lock file was replaced while we waited: lock the one that is there now
+        if fcntl is None:
+            raise StateLockError(f"cannot lock {self.run_dir}: run folders are locked with fcntl, which this platform "
+                                 "lacks (Linux and macOS have it).")
+        fd = _lock_fd(self.path, self.run_dir, wait)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -526,16 +639,8 @@ class RunLock:
 
     @staticmethod
     def owner(run_dir):
-        "The PID holding a run folder (0 if it can't be read), or None when the folder is free. For display: it may change at once."
-        if fcntl is None: return None
-        try: fd = os.open(Path(run_dir)/LOCK_FILE, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError: return None
-        try:
-            try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError: return _lock_pid(fd) or 0
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return None
-        finally: os.close(fd)
+        "The PID holding a run folder (0 if unreadable), or None when it is free. For display: it may change at once."
+        return _lock_owner(run_dir)
 
 # %% ../nbs/05_state.ipynb #e9722aae
 def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -545,24 +650,58 @@ def _remove_stale_temps(folder):
     for p in Path(folder).glob(STATE_FILE + ".*.tmp"):
         with contextlib.suppress(OSError): p.unlink()
 
+def _keep_original(folder, v, data):
+    "Keep the bytes of a file migrated from schema `v` beside it, as `.pipeline_state.v{v}.json` (once)."
+    backup = Path(folder)/f".pipeline_state.v{v}.json"
+    if not backup.exists(): atomic_write(backup, data)
+
+# %% ../nbs/05_state.ipynb #ba461ab3
+def _make_run_dir(run_dir, flags, create) -> bool:
+    "Make the run folder when there is none and `create` (after checking `flags`); whether this call made it."
+    if run_dir.is_dir(): return False
+    if run_dir.exists(): raise StateFileError(f"{run_dir} is a file, not a run folder: give a folder.")
+    if not create:
+        raise StateNotFoundError(f"{run_dir} does not exist, so there is no run to resume there. Check the path.")
+    resolve_state(None, flags)  # bad flags fail before anything is made on disk
+    try: run_dir.mkdir(parents=True)
+    except FileExistsError: return False
+    except OSError as e:
+        raise StateFileError(f"cannot create the run folder {run_dir}: {e.strerror or e}. "
+                             "Choose a folder you can write to.") from None
+    return True
+
+# %% ../nbs/05_state.ipynb #7dfd51e0
+def _resume(run_dir, flags, create) -> tuple:
+    "`(saved state or None, schema migrated from or None, state to run, what the flags changed)` of a locked run."
+    _remove_stale_temps(run_dir)
+    previous = migrated_from = None
+    try: previous, v, original = _load(run_dir/STATE_FILE)
+    except StateNotFoundError:
+        if not create: raise
+    else:
+        if v < SCHEMA_VERSION:
+            migrated_from = v
+            _keep_original(run_dir, v, original)  # the file as it was before its layout changed
+    base = previous or PipelineState()
+    state = apply_flags(base, flags)
+    r = state.run
+    r.output_dir, r.nexus_version, r.created_at = str(run_dir), __version__, r.created_at or _now()
+    return previous, migrated_from, state, diff_states(base, state)
+
+# %% ../nbs/05_state.ipynb #ad6f4549
 class PipelineRun:
-    "A run folder opened for work: its lock held, its state resolved (flags > saved > defaults) and saved, and what the flags changed."
+    "A run folder opened for work: its lock held, its state resolved (flags > saved > defaults) and saved."
     def __init__(self, run_dir, flags=None, *, create=True):
         self.run_dir = Path(run_dir).absolute()
         self.path, self.lock = self.run_dir/STATE_FILE, RunLock(self.run_dir)
         self.changes, self.is_new, self.migrated_from, self.previous = StateDiff(), False, None, None
-        flags, made = normalize_flags(flags), False
-        if not self.run_dir.is_dir():
-            if self.run_dir.exists(): raise StateFileError(f"{self.run_dir} is a file, not a run folder: give a folder.")
-            if not create: raise StateNotFoundError(f"{self.run_dir} does not exist, so there is no run to resume there. Check the path.")
-            resolve_state(None, flags)  # bad flags fail before anything is made on disk
-            try: self.run_dir.mkdir(parents=True)
-            except FileExistsError: pass
-            except OSError as e: raise StateFileError(f"cannot create the run folder {self.run_dir}: {e.strerror or e}. Choose a folder you can write to.") from None
-            else: made = True
+        flags = normalize_flags(flags)
+        made = _make_run_dir(self.run_dir, flags, create)
         try:
             self.lock.acquire()
-            self._open(flags, create)
+            self.previous, self.migrated_from, self.state, self.changes = _resume(self.run_dir, flags, create)
+            self.is_new = self.previous is None
+            if self.is_new or self.migrated_from or self.state != self.previous: self.save()
         except BaseException:
             self.lock.release()
             if made:
@@ -571,38 +710,23 @@ class PipelineRun:
                     self.run_dir.rmdir()
             raise
 
-    def _open(self, flags, create):
-        _remove_stale_temps(self.run_dir)
-        try: self.previous, v, original = _load(self.path)
-        except StateNotFoundError:
-            if not create: raise
-        else:
-            if v < SCHEMA_VERSION:
-                self.migrated_from = v
-                backup = self.run_dir/f".pipeline_state.v{v}.json"  # the file as it was before its layout changed
-                if not backup.exists(): atomic_write(backup, original)
-        self.is_new = self.previous is None
-        base = self.previous or PipelineState()
-        self.state = apply_flags(base, flags)
-        self.changes = diff_states(base, self.state)
-        r = self.state.run
-        r.output_dir, r.nexus_version, r.created_at = str(self.run_dir), __version__, r.created_at or _now()
-        if self.is_new or self.migrated_from or self.state != self.previous: self.save()
-
     def save(self) -> Path:
         "Validate the state, stamp `run.updated_at` and write it atomically (the run must still be open)."
-        if not self.lock.held: raise StateLockError(f"this PipelineRun on {self.run_dir} is closed: open the run again to save its state.")
+        if not self.lock.held:
+            raise StateLockError(f"this PipelineRun on {self.run_dir} is closed: open the run again to save its state.")
         self.state.run.updated_at = _now()
-        state = _state_from_dict(self.state.to_dict(), "the pipeline state", f"Nothing was written; {self.path} was not changed.")
-        atomic_write(self.path, _dumps(state.to_dict()))
-        self.state = state
+        hint = f"Nothing was written; {self.path} was not changed."
+        self.state = _state_from_dict(self.state.to_dict(), "the pipeline state", hint)
+        atomic_write(self.path, _dumps(self.state.to_dict()))
         return self.path
 
     def update(self, **bookkeeping) -> Path:
         "Set `run` bookkeeping (`global_step=`, `last_checkpoint=`, ...) and save."
         names = [f.name for f in fields(RunInfo)]
         for k, v in bookkeeping.items():
-            if k not in names: raise StateValidationError([f"unknown key {'run.' + k!r}{suggest_key(k, 'run.', names, PipelineState)}"])
+            if k not in names:
+                hint = suggest_key(k, "run.", names, PipelineState)
+                raise StateValidationError([f"unknown key {'run.' + k!r}{hint}"])
             setattr(self.state.run, k, v)
         return self.save()
 
@@ -613,9 +737,11 @@ class PipelineRun:
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
     def __repr__(self):
-        return (f"PipelineRun({str(self.run_dir)!r}: {'new' if self.is_new else 'resumed'}, step {self.state.run.global_step}, "
-                f"{len(self.changes)} change(s), {'open' if self.lock.held else 'closed'})")
+        return (f"PipelineRun({str(self.run_dir)!r}: {'new' if self.is_new else 'resumed'}, "
+                f"step {self.state.run.global_step}, {len(self.changes)} change(s), "
+                f"{'open' if self.lock.held else 'closed'})")
 
+# %% ../nbs/05_state.ipynb #ea4f9c7d
 def open_run(run_dir, flags=None, *, create=True) -> PipelineRun:
     "Open the run in `run_dir` (starting it if `create` and there is none) with `flags` on top of its saved state."
     return PipelineRun(run_dir, flags, create=create)
@@ -633,40 +759,70 @@ def _default_at(ck):
     if owner.default is MISSING and owner.default_factory is MISSING: return _NO_DEFAULT
     return _plain(copy.deepcopy(field_default(owner)))
 
+# %% ../nbs/05_state.ipynb #77132ad5
+_MANAGED = "schema_version is managed by Nexus; it can't be set or reset by hand"
+
+def _parent_in(obj, parts):
+    "The dict in the file's content `obj` that holds the last of `parts`, or None."
+    for p in parts[:-1]: obj = obj.get(p) if isinstance(obj, dict) else None
+    return obj if isinstance(obj, dict) else None
+
 def _reset_in(obj, key):
-    "Put `key` back to its default in the file's content `obj` (see above)."
+    "Put `key` back to its default in the file's content `obj` (an entry of a mapping, or an unknown key, goes)."
     try: ck, _ = resolve_key(key)
     except StateValidationError:
-        parts, d = key.split("."), obj
-        for p in parts[:-1]: d = d.get(p) if isinstance(d, dict) else None
-        if isinstance(d, dict) and parts[-1] in d:  # a key the state does not know, present in the file: remove it
-            del d[parts[-1]]
-            return
-        raise
-    if ck == "schema_version": raise StateValidationError(["schema_version is managed by Nexus; it can't be set or reset by hand"])
+        parts = key.split(".")
+        parent = _parent_in(obj, parts)
+        if parent is None or parts[-1] not in parent: raise
+        del parent[parts[-1]]  # a key the state does not know, present in the file: remove it
+        return
+    if ck == "schema_version": raise StateValidationError([_MANAGED])
     default, parts = _default_at(ck), ck.split(".")
-    if default is MISSING:
-        parent = obj
-        for p in parts[:-1]: parent = parent.get(p) if isinstance(parent, dict) else None
-        names = list(parent) if isinstance(parent, dict) else []
-        if parts[-1] not in names:
-            listing = f"entries: {', '.join(names)}" if names else "it is empty"
-            raise StateValidationError([f"{'.'.join(parts[:-1])} has no entry {parts[-1]!r} ({listing}){did_you_mean(parts[-1], names)}"])
-        del parent[parts[-1]]
-    elif default is _NO_DEFAULT: raise StateValidationError([f"{ck} has no default: reset {'.'.join(parts[:-1])} to remove that entry"])
-    else: _set_in(obj, parts, default)
+    if default is _NO_DEFAULT:
+        raise StateValidationError([f"{ck} has no default: reset {'.'.join(parts[:-1])} to remove that entry"])
+    if default is not MISSING: return _set_in(obj, parts, default)
+    parent, name = _parent_in(obj, parts) or {}, parts[-1]
+    if name not in parent:
+        listing = f"entries: {', '.join(parent)}" if parent else "it is empty"
+        raise StateValidationError([f"{'.'.join(parts[:-1])} has no entry {name!r} ({listing})"
+                                    f"{did_you_mean(name, list(parent))}"])
+    del parent[name]
 
+# %% ../nbs/05_state.ipynb #74fcd109
+def _typed_assignments(assignments, hint) -> dict:
+    "`{canonical key: plain value}` from `{key: value}` or `[(key, value)]`; text is read as the key's type."
+    sets = {}
+    for key, value in assignments.items() if isinstance(assignments, dict) else assignments:
+        ck, tp = resolve_key(key)
+        if ck == "schema_version": raise StateValidationError([_MANAGED], None, hint)
+        if ck in sets: raise StateValidationError([f"{ck} is given twice"], None, hint)
+        if isinstance(value, str):
+            try: value = value_from_text(value, tp, ck)
+            except SettingProblem as e: raise StateValidationError([str(e)], None, hint) from None
+        sets[ck] = _plain(value)
+    return sets
+
+def _with_ladder(sets, reset_keys) -> dict:
+    "Setting or resetting `mode` brings its ladder sample size, unless the sample size is set or reset too."
+    if "hyper.sample_size" in sets or "hyper.sample_size" in reset_keys: return sets
+    if "mode" in sets and sets["mode"] in LADDER: sets["hyper.sample_size"] = LADDER[sets["mode"]]
+    elif "mode" in reset_keys: sets["hyper.sample_size"] = LADDER[PipelineState().mode]
+    return sets
+
+# %% ../nbs/05_state.ipynb #4f290c55
 def _canonical_or_same(key):
+    "The canonical form of a key to reset; an unknown key as it is (`_reset_in` removes it, or says what is wrong)."
     try: return resolve_key(key)[0]
-    except StateValidationError: return key  # an unknown key: `_reset_in` removes it from the file, or says what is wrong
+    except StateValidationError: return key
 
 def _over_defaults(base, raw):
     "The file's content laid over the defaults, for a diff that shows only what an edit changed."
     if not (isinstance(base, dict) and isinstance(raw, dict)): return raw
     return {**base, **{k: _over_defaults(base.get(k), v) for k, v in raw.items()}}
 
+# %% ../nbs/05_state.ipynb #869cd428
 def edit_state(run_dir, assignments=(), resets=(), *, dry_run=False) -> StateDiff:
-    "Set keys (`{'hyper.lr': '3e-4'}` or `[(key, value)]`; text as on the command line, or typed values) and reset keys of a saved state; validate, write, return what changed."
+    "Set and reset keys of a saved state (values as text, as typed, or typed); validate, write, return the diff."
     path = state_path(run_dir)
     if not path.is_file(): _read_raw(path)  # says what is wrong before a lock file is made
     with contextlib.nullcontext() if dry_run else RunLock(path.parent):
@@ -675,31 +831,16 @@ def edit_state(run_dir, assignments=(), resets=(), *, dry_run=False) -> StateDif
         obj, v = upgrade(obj, str(path))
         before = _over_defaults(PipelineState().to_dict(), copy.deepcopy(obj))
         hint = f"Nothing was written; {path.name} was not changed."
-        sets = {}
-        items = assignments.items() if isinstance(assignments, dict) else assignments
-        for key, value in items:
-            ck, tp = resolve_key(key)
-            if ck == "schema_version": raise StateValidationError(["schema_version is managed by Nexus; it can't be set or reset by hand"], None, hint)
-            if ck in sets: raise StateValidationError([f"{ck} is given twice"], None, hint)
-            if isinstance(value, str):
-                try: value = value_from_text(value, tp, ck)
-                except SettingProblem as e: raise StateValidationError([str(e)], None, hint) from None
-            sets[ck] = _plain(value)
+        sets = _typed_assignments(assignments, hint)
         reset_keys = [_canonical_or_same(k) for k in resets]
-        for ck, value in list(sets.items()):
-            if ck == "mode" and value in LADDER and "hyper.sample_size" not in sets and "hyper.sample_size" not in reset_keys:
-                sets["hyper.sample_size"] = LADDER[value]
-        if "mode" in reset_keys and "hyper.sample_size" not in sets and "hyper.sample_size" not in reset_keys:
-            sets["hyper.sample_size"] = LADDER[PipelineState().mode]
-        for ck, value in sets.items(): _set_in(obj, ck.split("."), value)
+        for ck, value in _with_ladder(sets, reset_keys).items(): _set_in(obj, ck.split("."), value)
         for key in resets: _reset_in(obj, key)
         state = PipelineState.from_dict(obj, f"{path} after the edit", hint)
         changes = _diff_flat(_flat(before), _flat(state.to_dict()))
         changes.migrated_from = v if v < SCHEMA_VERSION else None
         if changes and not dry_run:
             state.run.updated_at = _now()
-            backup = path.parent/f".pipeline_state.v{v}.json"
-            if v < SCHEMA_VERSION and not backup.exists(): atomic_write(backup, data)
+            if v < SCHEMA_VERSION: _keep_original(path.parent, v, data)
             atomic_write(path, _dumps(state.to_dict()))
         return changes
 
@@ -708,8 +849,8 @@ def show_state(run_dir) -> str:
     "What `nexus state show` prints: the file, its schema, who is using the run, and every setting."
     path = state_path(run_dir)
     state, v, _ = _load(path)
-    head = f"# {path} (schema {v}" + (f"; migrated to {SCHEMA_VERSION} in memory, written on the next save)" if v < SCHEMA_VERSION else ")")
+    migrated = f"; migrated to {SCHEMA_VERSION} in memory, written on the next save)" if v < SCHEMA_VERSION else ")"
+    head = f"# {path} (schema {v}" + migrated
     pid = RunLock.owner(path.parent)
     if pid is not None: head += f"\n# in use by {'PID ' + str(pid) if pid else 'another process'}"
     return head + "\n" + format_state(state)
-
