@@ -1,4 +1,4 @@
-"""The multi-objective distillation loss: logit divergence, hidden-state matching, Critical Layer Surge and protected-subspace anchoring, exact and memory-lean.
+"""The distillation objective: logits, hidden states, Critical Layer Surge, subspace anchoring; exact and memory-lean.
 
 Docs: https://nexus-distill.github.io/nexus/losses.html.md"""
 
@@ -14,13 +14,14 @@ import contextlib, math
 from dataclasses import dataclass, field, fields, asdict
 from typing import Any, NamedTuple
 import torch, torch.nn as nn, torch.nn.functional as F
+from fastcore.basics import patch
 from .errors import NexusError, LossConfigError, LossInputError, did_you_mean
 from .divergences import DIVERGENCES, LOG_ZERO
 from .settings import LossConfig, setting, build_settings, check_value, SettingProblem
 
 # %% ../nbs/08_losses.ipynb #61dc290d
 def _layer_spec(field_name, value, words, pairs=False):
-    "Check a layer specification: None, one of `words`, a list of layer numbers (or (student, teacher) pairs), or {teacher: that}."
+    "Check a layer setting: None, one of `words`, a list of layer numbers (or pairs), or {teacher: one of those}."
     if value is None or value in words: return
     if isinstance(value, dict):
         for k, v in value.items():
@@ -36,19 +37,23 @@ def _layer_spec(field_name, value, words, pairs=False):
     is_pair = lambda x: pairs and isinstance(x, (tuple, list)) and len(x) == 2 and all(map(is_int, x))
     for x in items:
         if not (is_int(x) or is_pair(x)):
-            raise LossConfigError(f"{field_name} entry {x!r} is not a layer number" + (" or a (student, teacher) pair." if pairs else "."))
+            raise LossConfigError(f"{field_name} entry {x!r} is not a layer number"
+                                  + (" or a (student, teacher) pair." if pairs else "."))
     if any(map(is_int, items)) and not all(map(is_int, items)):
         raise LossConfigError(f"{field_name} mixes layer numbers and pairs: {items}; use one form.")
 
+# %% ../nbs/08_losses.ipynb #98b85e95
 _DIVERGENCE_ALIASES = {"kl": "forward_kl", "fkl": "forward_kl", "forward": "forward_kl", "rkl": "reverse_kl",
-                       "reverse": "reverse_kl", "js": "jsd"}
+                       "reverse": "reverse_kl", "js": "jsd"}  # what people type, for the did-you-mean hint
 
 @dataclass
 class DistillConfig(LossConfig):
     """What `DistillationLoss` computes: every `LossConfig` setting (the names, defaults and ranges of a run's pipeline
     state), plus what only a program sets. Every value is checked when the config is built."""
-    vocab_size: int | None = setting(None, "the real (tokenizer) vocabulary; null: the narrower of the two logit widths", ge=1)
-    shift_labels: bool = setting(True, "labels line up with input_ids, as transformers takes them; false: already shifted")
+    vocab_size: int | None = setting(
+        None, "the real (tokenizer) vocabulary; null: the narrower of the two logit widths", ge=1)
+    shift_labels: bool = setting(
+        True, "labels line up with input_ids, as transformers takes them; false: already shifted")
     layer_map: Any = setting(None, "student layer -> teacher layer: null (uniform), [t0, t1, ...], [(s, t), ...], or "
                                    "{teacher: one of those}")
 
@@ -64,20 +69,21 @@ class DistillConfig(LossConfig):
             raise LossConfigError("; ".join(problems) + ".")
         _layer_spec("layer_map", self.layer_map, (), pairs=True)
         if self.anchor_weight > 0 and self.anchor_layers == "critical" and self.critical_layers is None:
-            raise LossConfigError("anchor_layers='critical' anchors the critical layers, but critical_layers is None: name "
-                                  "them, use 'auto', or set anchor_weight=0.")
+            raise LossConfigError("anchor_layers='critical' anchors the critical layers, but critical_layers is None: "
+                                  "name them, use 'auto', or set anchor_weight=0.")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "DistillConfig":
-        "A config from a plain dict (a saved pipeline state's `loss`, say); an unknown key is an error that suggests the right one."
-        problems = []
-        build_settings(cls, {k: v for k, v in d.items() if k not in {f.name for f in fields(cls)}}, "", problems)
-        if problems: raise LossConfigError("; ".join(problems) + ".")
-        return cls(**d)
+# %% ../nbs/08_losses.ipynb #ed48d8c4
+@patch(cls_method=True)
+def from_dict(cls: DistillConfig, d: dict) -> DistillConfig:
+    "A config from a plain dict (a saved state's `loss` section); an unknown key is an error naming the right one."
+    problems = []
+    build_settings(cls, {k: v for k, v in d.items() if k not in {f.name for f in fields(cls)}}, "", problems)
+    if problems: raise LossConfigError("; ".join(problems) + ".")
+    return cls(**d)
 
 # %% ../nbs/08_losses.ipynb #86b7a1ac
 def token_mask(labels=None, attention_mask=None, shape=None, shift_labels=True):
-    "`(mask, targets)`: which positions' next-token predictions count (bool, batch×seq), and their target ids (or None)."
+    "`(mask, targets)`: which positions' next-token predictions count (bool, B×L) and their target ids (or None)."
     ref = attention_mask if attention_mask is not None else labels
     if ref is None:
         if shape is None: raise LossInputError("token_mask needs labels, an attention mask, or the (batch, seq) shape.")
@@ -85,68 +91,80 @@ def token_mask(labels=None, attention_mask=None, shape=None, shift_labels=True):
     B, L = ref.shape if shape is None else shape
     for name, x in (("labels", labels), ("attention_mask", attention_mask)):
         if x is not None and tuple(x.shape) != (B, L):
-            raise LossInputError(f"{name} has shape {tuple(x.shape)}; expected (batch, seq) = {(B, L)}, the logits' first two dimensions.")
+            raise LossInputError(f"{name} has shape {tuple(x.shape)}; expected (batch, seq) = {(B, L)}, the logits' "
+                                 "first two dimensions.")
     am = torch.ones((B, L), dtype=torch.bool, device=ref.device) if attention_mask is None else attention_mask.bool()
     if labels is None: return am, None
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise LossInputError(f"labels must hold integer token ids (-100 to ignore), not {labels.dtype}.")
     if shift_labels:  # the logits at position i predict token i+1, which must exist (not padding) and not be -100
-        targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+        targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, L)
         am = am & F.pad(am[:, 1:], (0, 1), value=False)
     else: targets = labels
-    mask = am & (targets != -100)
+    mask = am & (targets != -100)  # (B, L)
     return mask, torch.where(mask, targets, torch.zeros_like(targets))
 
+# %% ../nbs/08_losses.ipynb #1e916a12
 def token_counts(labels=None, attention_mask=None, shape=None, shift_labels=True) -> dict:
-    "Tokens each term averages over, `{'logits': n, 'hidden': m}`: sum these over an accumulation window for `num_tokens`."
+    "Tokens each term averages over, `{'logits': n, 'hidden': m}` (summed over a window, they are `num_tokens`)."
     mask, _ = token_mask(labels, attention_mask, shape, shift_labels)
     hidden = mask.new_ones(mask.shape) if attention_mask is None else attention_mask.bool()
     return {"logits": mask.sum(), "hidden": hidden.sum()}
 
 # %% ../nbs/08_losses.ipynb #9871fd62
 def shared_vocab(student_vocab: int, teacher_vocab: int, vocab_size: int | None = None, padding: int = 1024) -> int:
-    "The vocabulary both logit tensors are cut to: `vocab_size` if given, else the narrower width when they differ by padding only."
+    "The width both logits are cut to: `vocab_size` if given, else the narrower when they differ by padding only."
     if vocab_size is not None:
         if vocab_size > min(student_vocab, teacher_vocab):
-            raise LossInputError(f"vocab_size={vocab_size} is larger than the logits (student {student_vocab}, teacher {teacher_vocab}): pass the tokenizer's length, len(tokenizer).")
+            raise LossInputError(f"vocab_size={vocab_size} is larger than the logits (student {student_vocab}, teacher "
+                                 f"{teacher_vocab}): pass the tokenizer's length, len(tokenizer).")
         return vocab_size
     if abs(student_vocab - teacher_vocab) > padding:
-        raise LossInputError(f"the student's logits have {student_vocab} entries and the teacher's {teacher_vocab}: more than padding "
-                             f"(up to {padding}) apart, so they come from different tokenizers. Distil from a teacher that shares the "
-                             f"student's tokenizer, or raise vocab_padding if the extra rows really are padding.")
+        raise LossInputError(f"the student's logits have {student_vocab} entries and the teacher's {teacher_vocab}: "
+                             f"more than padding (up to {padding}) apart, so they come from different tokenizers. "
+                             "Distil from a teacher that shares the student's tokenizer, or raise vocab_padding if the "
+                             "extra rows really are padding.")
     return min(student_vocab, teacher_vocab)
 
 # %% ../nbs/08_losses.ipynb #9736430b
-def token_divergence(student_logits, teacher_logits=None, divergence="forward_kl", beta=0.5, temperature=1.0, teacher_logprobs=None):
-    "Per-token divergence between the softened teacher and student distributions: the plain, differentiable definition (fp32)."
+def token_divergence(student_logits, teacher_logits=None, divergence="forward_kl", beta=0.5, temperature=1.0,
+                     teacher_logprobs=None):
+    "Per-token divergence of the softened teacher and student distributions: the plain, differentiable definition."
     if divergence not in DIVERGENCES:
         raise LossConfigError(f"divergence={divergence!r} is not one of {', '.join(map(repr, DIVERGENCES))}"
                               f"{did_you_mean(divergence, DIVERGENCES, aliases=_DIVERGENCE_ALIASES)}")
     s = torch.log_softmax(student_logits.float() / temperature, -1)  # (..., V)
-    t = teacher_logprobs if teacher_logprobs is not None else torch.log_softmax(teacher_logits.float() / temperature, -1)
+    t = teacher_logprobs
+    if t is None: t = torch.log_softmax(teacher_logits.float() / temperature, -1)  # (..., V)
     return DIVERGENCES[divergence].value(t.clamp(min=LOG_ZERO), s, beta)  # (...,)
 
 # %% ../nbs/08_losses.ipynb #4eb5ef9f
 def _route(teacher_weights, K, B, device):
-    "Validate the routing input: `('single', None)`, `('choice', (B,) long)` or `('mixture', (B, K) float, rows summing to 1)`."
+    "Check the routing input: `('single', None)`, `('choice', (B,) long)` or `('mixture', (B, K), rows sum to 1)`."
     if teacher_weights is None:
         if K == 1: return "single", None
-        raise LossInputError(f"{K} teachers but no teacher_weights: pass a (batch,) tensor of teacher indices (one teacher per sample) "
-                             f"or a (batch, {K}) tensor of mixture weights.")
+        raise LossInputError(f"{K} teachers but no teacher_weights: pass a (batch,) tensor of teacher indices (one "
+                             f"teacher per sample) or a (batch, {K}) tensor of mixture weights.")
     w = torch.as_tensor(teacher_weights, device=device)
     if not w.dtype.is_floating_point:
-        if tuple(w.shape) != (B,): raise LossInputError(f"teacher indices have shape {tuple(w.shape)}; expected ({B},), one teacher index per sample.")
+        if tuple(w.shape) != (B,):
+            raise LossInputError(f"teacher indices have shape {tuple(w.shape)}; expected ({B},), one teacher index "
+                                 "per sample.")
         if B and (int(w.min()) < 0 or int(w.max()) >= K):
             raise LossInputError(f"teacher indices must lie in 0..{K - 1} (there are {K} teachers); got {w.tolist()}.")
-        return "choice", w.long()
-    if tuple(w.shape) != (B, K): raise LossInputError(f"teacher weights have shape {tuple(w.shape)}; expected {(B, K)}: one row per sample, one column per teacher.")
-    w = w.float()
+        return "choice", w.long()  # (B,)
+    if tuple(w.shape) != (B, K):
+        raise LossInputError(f"teacher weights have shape {tuple(w.shape)}; expected {(B, K)}: one row per sample, "
+                             "one column per teacher.")
+    w = w.float()  # (B, K)
     if not torch.isfinite(w).all() or (w < 0).any(): raise LossInputError("teacher weights must be finite and ≥ 0.")
-    sums = w.sum(1)
+    sums = w.sum(1)  # (B,)
     if B and (sums - 1).abs().max() > 1e-3:
-        raise LossInputError(f"each sample's teacher weights must sum to 1 (a mixture of distributions); row sums are {[round(x, 4) for x in sums.tolist()]}.")
+        raise LossInputError("each sample's teacher weights must sum to 1 (a mixture of distributions); row sums are "
+                             f"{[round(x, 4) for x in sums.tolist()]}.")
     return "mixture", w / sums[:, None]
 
+# %% ../nbs/08_losses.ipynb #9c074907
 def _scaled(x, tau):
     "A private fp32 copy of `x / tau`."
     y = x.to(torch.float32, copy=True)
@@ -156,90 +174,97 @@ class _Teachers:
     "Where each token's teacher distribution comes from: one tensor, one teacher per sample, or a per-sample mixture."
     def __init__(self, logits, mode, route, B, L):
         self.mode, self.L = mode, L
-        self.flat = [x.reshape(-1, x.shape[-1]) for x in logits]
-        if mode == "choice":  # teacher of each row, and its row in that teacher's tensor (full batch or only its samples)
-            pos = torch.arange(B, device=route.device)
+        self.flat = [x.reshape(-1, x.shape[-1]) for x in logits]  # K × (B_k·L, V_k)
+        if mode == "choice":  # each row's teacher, and its row in that teacher's tensor (full batch or its samples)
+            pos = torch.arange(B, device=route.device)  # (B,)
             for k, x in enumerate(logits):
                 sel = (route == k).nonzero().squeeze(1)
                 if x.shape[0] != B: pos[sel] = torch.arange(len(sel), device=route.device)
-            self.tid = route.repeat_interleave(L)
-            self.trow = (pos[:, None] * L + torch.arange(L, device=route.device)).reshape(-1)
-        if mode == "mixture": self.logw = route.log()  # log 0 = −inf drops a teacher from a sample's mixture
+            self.tid = route.repeat_interleave(L)  # (B·L,)
+            self.trow = (pos[:, None] * L + torch.arange(L, device=route.device)).reshape(-1)  # (B·L,)
+        if mode == "mixture": self.logw = route.log()  # (B, K); log 0 = −inf drops a teacher from a sample's mixture
 
     def _rows(self, k, rows, span, V):
         x = self.flat[k][:, :V]
-        return x[span[0]:span[1]] if span is not None else x.index_select(0, rows)
+        return x[span[0]:span[1]] if span is not None else x.index_select(0, rows)  # (N, V)
 
-    def logprobs(self, rows, span, V, tau):
-        "fp32 log-probabilities at temperature `tau` of the teacher distribution for global rows `rows` (a slice when `span`)."
-        if self.mode == "single": return torch.log_softmax(_scaled(self._rows(0, rows, span, V), tau), -1)
-        if self.mode == "choice":
-            tid, trow = self.tid[rows], self.trow[rows]
-            out = torch.empty(len(rows), V, dtype=torch.float32, device=rows.device)
-            for k in tid.unique().tolist():
-                sel = (tid == k).nonzero().squeeze(1)
-                out = out.index_copy(0, sel, torch.log_softmax(_scaled(self.flat[k][:, :V].index_select(0, trow[sel]), tau), -1))
-            return out
-        acc, logw = None, self.logw[rows // self.L]
-        for k in range(len(self.flat)):
-            lp = torch.log_softmax(_scaled(self._rows(k, rows, span, V), tau), -1) + logw[:, k:k + 1]
-            acc = lp if acc is None else torch.logaddexp(acc, lp)
-        return acc
+# %% ../nbs/08_losses.ipynb #351edfff
+@patch
+def logprobs(self: _Teachers, rows, span, V, tau):
+    "fp32 log-probabilities (N, V) at `tau` of the teacher distribution of global rows `rows` (a slice when `span`)."
+    if self.mode == "single": return torch.log_softmax(_scaled(self._rows(0, rows, span, V), tau), -1)
+    if self.mode == "choice":
+        tid, trow = self.tid[rows], self.trow[rows]  # (N,), (N,)
+        out = torch.empty(len(rows), V, dtype=torch.float32, device=rows.device)  # (N, V)
+        for k in tid.unique().tolist():
+            sel = (tid == k).nonzero().squeeze(1)
+            lp = torch.log_softmax(_scaled(self.flat[k][:, :V].index_select(0, trow[sel]), tau), -1)
+            out = out.index_copy(0, sel, lp)
+        return out
+    acc, logw = None, self.logw[rows // self.L]  # (N, K)
+    for k in range(len(self.flat)):
+        lp = torch.log_softmax(_scaled(self._rows(k, rows, span, V), tau), -1) + logw[:, k:k + 1]  # (N, V)
+        acc = lp if acc is None else torch.logaddexp(acc, lp)
+    return acc
 
 # %% ../nbs/08_losses.ipynb #b857c3e2
 def _chunk_terms(x, t, kind, beta, tau, targets, a, c, out):
-    """One chunk of valid rows. `x`: the student's raw logits (any float dtype, read only); `t`: the teacher's
-    log-probabilities at `tau` (fp32, a private copy that is overwritten). Returns per-row divergence and cross-entropy
-    (or None); with `out` it also writes the gradient of `a·Σ divergence + c·Σ cross-entropy` with respect to `x` into
-    `out` (any float dtype, may be strided)."""
-    xf, ce, lse = x.float(), None, None
+    "Per-row divergence and cross-entropy of one chunk; with `out`, also the gradient of `a·Σd + c·Σce` w.r.t. `x`."
+    xf, ce, lse = x.float(), None, None  # (N, V)
     if targets is not None:
-        lse = torch.logsumexp(xf, -1)
-        ce = lse - xf.gather(1, targets[:, None]).squeeze(1)
-    s = torch.log_softmax(xf / tau if tau != 1 else xf, -1)
+        lse = torch.logsumexp(xf, -1)  # (N,)
+        ce = lse - xf.gather(1, targets[:, None]).squeeze(1)  # (N,)
+    s = torch.log_softmax(xf / tau if tau != 1 else xf, -1)  # (N, V)
     d, g = DIVERGENCES[kind].chunk(t.clamp_(min=LOG_ZERO), s, beta, out is not None)  # (N,), (N, V) or None
     if out is not None:
-        g.mul_(a / tau)
+        g.mul_(a / tau)  # the chain rule through x / tau
         if c and targets is not None:  # c·(softmax(x) − onehot(target))
             g.add_(torch.exp(xf - lse[:, None]), alpha=c)
             g.scatter_add_(1, targets[:, None], g.new_full((len(g), 1), -c))
         out.copy_(g)
     return d, ce
 
+# %% ../nbs/08_losses.ipynb #bd8f6844
 def _spans(rows, chunk):
-    "Chunks of the valid row indices, each with `(start, stop)` when its rows are consecutive (then views replace gathers)."
+    "Chunks of the valid row indices, with `(start, stop)` when a chunk's rows are consecutive (a view, not a gather)."
     cpu = rows.cpu()
     for i in range(0, len(cpu), chunk):
         r = cpu[i:i + chunk]
         a, b = int(r[0]), int(r[-1]) + 1
         yield i, rows[i:i + chunk], ((a, b) if b - a == len(r) else None)
 
+# %% ../nbs/08_losses.ipynb #31485501
 def _run_chunks(S, teachers, rows, targets, V, kind, beta, tau, a, c, chunk, grad=None, per_row=False):
-    "Walk the valid rows of the student logits `S` in chunks: summed (or per-row) divergence and cross-entropy, gradient into `grad`."
-    Sv = S.reshape(-1, S.shape[-1])[:, :V]
-    Gv = None if grad is None else grad.view(-1, grad.shape[-1])[:, :V]
-    div, ce = torch.zeros((), dtype=torch.float64, device=S.device), torch.zeros((), dtype=torch.float64, device=S.device)
+    "Walk the valid `rows` of `S` in chunks: summed (or per-row) divergence and cross-entropy; gradient into `grad`."
+    Sv = S.reshape(-1, S.shape[-1])[:, :V]  # (B·L, V)
+    Gv = None if grad is None else grad.view(-1, grad.shape[-1])[:, :V]  # (B·L, V)
+    div = torch.zeros((), dtype=torch.float64, device=S.device)
+    ce = torch.zeros((), dtype=torch.float64, device=S.device)
     rows_d, rows_c = [], []
     for i, r, span in _spans(rows, chunk):
-        x = Sv[span[0]:span[1]] if span else Sv.index_select(0, r)
-        t = teachers.logprobs(r, span, V, tau)
-        out = None if Gv is None else (Gv[span[0]:span[1]] if span else torch.empty(len(r), V, dtype=grad.dtype, device=grad.device))
+        x = Sv[span[0]:span[1]] if span else Sv.index_select(0, r)  # (n, V)
+        t = teachers.logprobs(r, span, V, tau)  # (n, V)
+        if Gv is None: out = None
+        else: out = Gv[span[0]:span[1]] if span else torch.empty(len(r), V, dtype=grad.dtype, device=grad.device)
         d, ce_r = _chunk_terms(x, t, kind, beta, tau, None if targets is None else targets[i:i + len(r)], a, c, out)
         if Gv is not None and not span: Gv.index_copy_(0, r, out)
         if per_row: rows_d.append(d); rows_c.append(ce_r)
         else:
             div += d.sum()
             if ce_r is not None: ce += ce_r.sum()
-        del x, t, out, d, ce_r
-    if per_row: return torch.cat(rows_d) if rows_d else Sv.new_zeros(0, dtype=torch.float32), (torch.cat(rows_c) if targets is not None and rows_c else None)
+        del x, t, out, d, ce_r  # free this chunk's temporaries before the next one is allocated
+    if per_row:
+        per_ce = torch.cat(rows_c) if targets is not None and rows_c else None
+        return (torch.cat(rows_d) if rows_d else Sv.new_zeros(0, dtype=torch.float32)), per_ce
     return div.float(), ce.float()
 
+# %% ../nbs/08_losses.ipynb #ccc0e169
 class _ChunkedLogits(torch.autograd.Function):
-    "The logit term, walked in chunks: each chunk's value and gradient are computed in forward, so backward only scales the stored gradient."
+    "The logit term walked in chunks: forward computes each chunk's value and gradient, backward scales the stored one."
     @staticmethod
     def forward(ctx, student_logits, job):
         total, div, ce, grad = job(student_logits)
-        ctx.grad = grad
+        ctx.grad = grad  # (B, L, V), like the student's logits; None when no gradient is needed
         ctx.mark_non_differentiable(div, ce)
         return total, div, ce
 
@@ -248,8 +273,9 @@ class _ChunkedLogits(torch.autograd.Function):
     def backward(ctx, g, _div, _ce):
         grad, ctx.grad = ctx.grad, None
         if grad is None:
-            raise RuntimeError("the chunked logit loss keeps one gradient and it was used already: backward through it twice "
-                               "(retain_graph=True) is not supported; recompute the loss, or set chunk_size=0 for plain autograd.")
+            raise RuntimeError("the chunked logit loss keeps one gradient and it was used already: backward through "
+                               "it twice (retain_graph=True) is not supported; recompute the loss, or set chunk_size=0 "
+                               "for plain autograd.")
         return (grad if g.device.type == "cpu" and float(g) == 1.0 else grad.mul_(g)), None
 
 # %% ../nbs/08_losses.ipynb #a7f69927
@@ -258,59 +284,86 @@ def _chunk_rows(chunk_size, V, device):
     if chunk_size: return chunk_size
     return max(1, (1 << 22 if device.type == "cpu" else 1 << 25) // V)
 
+# %% ../nbs/08_losses.ipynb #f6f008e7
 def _fp32(device):
-    "A context with autocast off, so the loss's matmuls and reductions stay fp32 inside a mixed-precision training step."
-    return torch.autocast(device.type, enabled=False) if torch.amp.is_autocast_available(device.type) else contextlib.nullcontext()
+    "A context with autocast off, so the loss's matmuls and reductions stay fp32 in a mixed-precision step."
+    if torch.amp.is_autocast_available(device.type): return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
+# %% ../nbs/08_losses.ipynb #330fe072
 def _count(num_tokens, key, mask):
-    "The normaliser of one term: the caller's window-wide count when given (a number, or a dict by term), else this batch's."
+    "The normaliser of one term: the caller's window-wide count (a number, or a dict by term), else this batch's."
     if isinstance(num_tokens, dict):
-        if key not in num_tokens: raise LossInputError(f"num_tokens has no {key!r} count: pass the dict token_counts() returns, summed over the accumulation window.")
+        if key not in num_tokens:
+            raise LossInputError(f"num_tokens has no {key!r} count: pass the dict token_counts() returns, summed over "
+                                 "the accumulation window.")
         num_tokens = num_tokens[key]
-    n = mask.sum() if num_tokens is None else num_tokens
-    n = float(n)
+    n = float(mask.sum() if num_tokens is None else num_tokens)
     if n < 0 or not math.isfinite(n): raise LossInputError(f"num_tokens[{key!r}]={n} must be a finite count ≥ 0.")
     return n
 
+# %% ../nbs/08_losses.ipynb #42429d09
 def _check_logits(S, Ts, names, route_mode, route):
+    "Refuse logits that don't fit: the student's (B, L, V), each teacher's (B, or its routed samples, L, V')."
     if S.dim() != 3: raise LossInputError(f"student logits have shape {tuple(S.shape)}; expected (batch, seq, vocab).")
     B, L, _ = S.shape
     for k, (name, T) in enumerate(zip(names, Ts)):
         rows = [B] if route_mode != "choice" else sorted({B, int((route == k).sum())})
         if T.dim() != 3 or T.shape[1] != L or T.shape[0] not in rows:
             want = " or ".join(f"({b}, {L}, vocab)" for b in rows)
-            raise LossInputError(f"teacher {name!r} logits have shape {tuple(T.shape)} but the student's are {tuple(S.shape)}: "
-                                 f"expected {want} (same tokens as the student).")
+            raise LossInputError(f"teacher {name!r} logits have shape {tuple(T.shape)} but the student's are "
+                                 f"{tuple(S.shape)}: expected {want} (same tokens as the student).")
 
+# %% ../nbs/08_losses.ipynb #7191a954
+def _autograd_logit_term(x, t, tgt, cfg, div_scale, ce_scale):
+    "`(total, divergence, ce)` by plain autograd, from the student's valid rows `x` and teacher log-probabilities `t`."
+    tau, a, c = float(cfg.temperature), float(cfg.logits_weight), float(cfg.ce_weight)
+    div = token_divergence(x, divergence=cfg.divergence, beta=cfg.jsd_beta, temperature=tau, teacher_logprobs=t)
+    div = div.sum() * div_scale
+    if tgt is None: ce = torch.zeros((), device=x.device)
+    else: ce = (torch.logsumexp(x.float(), -1) - x.float().gather(1, tgt[:, None]).squeeze(1)).sum() * ce_scale
+    return a * div + c * ce, div.detach(), ce.detach()
+
+# %% ../nbs/08_losses.ipynb #529ac8ed
 def _logit_term(cfg, S, Ts, names, route_mode, route, mask, targets, num_tokens):
     "`(total, divergence, ce)` of the logit term; total carries the gradient, the two components are detached."
     _check_logits(S, Ts, names, route_mode, route)
     V = min(shared_vocab(S.shape[-1], T.shape[-1], cfg.vocab_size, cfg.vocab_padding) for T in Ts)
-    rows = mask.reshape(-1).nonzero().squeeze(1)
-    tgt = None if targets is None else targets.reshape(-1)[rows]
+    rows = mask.reshape(-1).nonzero().squeeze(1)  # (N,): flat indices of the counted positions
+    tgt = None if targets is None else targets.reshape(-1)[rows]  # (N,)
     if tgt is not None and len(tgt) and int(tgt.max()) >= V:
-        raise LossInputError(f"a label is {int(tgt.max())} but the shared vocabulary has {V} entries: labels must be token ids of the student's tokenizer (or -100).")
+        raise LossInputError(f"a label is {int(tgt.max())} but the shared vocabulary has {V} entries: labels must be "
+                             "token ids of the student's tokenizer (or -100).")
     n = _count(num_tokens, "logits", mask)
     tau, kind = float(cfg.temperature), cfg.divergence
     div_scale, ce_scale = ((tau * tau) if cfg.t2_scaling else 1.0) / max(n, 1e-30), 1.0 / max(n, 1e-30)
     a, c = float(cfg.logits_weight), float(cfg.ce_weight)
     teachers = _Teachers(Ts, route_mode, route, S.shape[0], S.shape[1])
     if cfg.chunk_size == 0 or (torch.is_grad_enabled() and any(T.requires_grad for T in Ts)):
-        x = S.reshape(-1, S.shape[-1])[:, :V].index_select(0, rows)
-        div = token_divergence(x, divergence=kind, beta=cfg.jsd_beta, temperature=tau, teacher_logprobs=teachers.logprobs(rows, None, V, tau)).sum() * div_scale
-        ce = torch.zeros((), device=S.device) if tgt is None else (torch.logsumexp(x.float(), -1) - x.float().gather(1, tgt[:, None]).squeeze(1)).sum() * ce_scale
-        return a * div + c * ce, div.detach(), ce.detach()
+        x = S.reshape(-1, S.shape[-1])[:, :V].index_select(0, rows)  # (N, V)
+        return _autograd_logit_term(x, teachers.logprobs(rows, None, V, tau), tgt, cfg, div_scale, ce_scale)
     need_grad = torch.is_grad_enabled() and S.requires_grad
     chunk = _chunk_rows(cfg.chunk_size, V, S.device)
     def job(S_):
-        grad = torch.zeros(S_.shape, dtype=S_.dtype, device=S_.device) if need_grad else None
-        d, ce = _run_chunks(S_, teachers, rows, tgt, V, kind, cfg.jsd_beta, tau, a * div_scale, c * ce_scale, chunk, grad)
+        grad = torch.zeros(S_.shape, dtype=S_.dtype, device=S_.device) if need_grad else None  # (B, L, V)
+        d, ce = _run_chunks(S_, teachers, rows, tgt, V, kind, cfg.jsd_beta, tau, a * div_scale, c * ce_scale, chunk,
+                            grad)
         div, ce = d * div_scale, ce * ce_scale
         return a * div + c * ce, div, ce, grad
     return _ChunkedLogits.apply(S, job)
 
-def _is_output(x): return isinstance(x, torch.Tensor) or hasattr(x, "logits")
-def _is_states(x): return isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], torch.Tensor)
+# %% ../nbs/08_losses.ipynb #8a1e553d
+def _is_output(x):
+    "Whether `x` is one teacher's output: a model output (anything with `.logits`) or a tensor of logits."
+    return isinstance(x, torch.Tensor) or hasattr(x, "logits")
+
+def _is_states(x):
+    "Whether `x` is one teacher's hidden states: a non-empty list or tuple of tensors."
+    return isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], torch.Tensor)
+
+def _logits_of(x):
+    "The logits of a model output (anything with `.logits`) or a tensor."
+    return x if isinstance(x, torch.Tensor) else x.logits
 
 def _by_name(x, names, single, what):
     "Per-teacher items as `(items, names)` from a dict by teacher name, a list in teacher order, or one teacher's item."
@@ -323,43 +376,49 @@ def _by_name(x, names, single, what):
         raise LossInputError(f"{what} holds {len(items)} teacher(s) but the loss was built for {len(names)}: {names}.")
     return items, (names or (["teacher"] if len(items) == 1 else [f"teacher{i}" for i in range(len(items))]))
 
-def _logits_of(x):
-    "The logits of a model output (anything with `.logits`) or a tensor."
-    return x if isinstance(x, torch.Tensor) else x.logits
-
-def logit_loss(student_logits, teacher_logits, labels=None, attention_mask=None, *, teacher_weights=None, num_tokens=None,
-               config: DistillConfig | None = None, **settings):
-    "The logit term alone: `(total, {'logits': divergence, 'ce': cross-entropy})` with total = logits_weight·divergence + ce_weight·ce."
+# %% ../nbs/08_losses.ipynb #7be09350
+def logit_loss(student_logits, teacher_logits, labels=None, attention_mask=None, *, teacher_weights=None,
+               num_tokens=None, config: DistillConfig | None = None, **settings):
+    "The logit term alone: `(total, {'logits': div, 'ce': ce})`, total = logits_weight·div + ce_weight·ce."
     cfg = config or DistillConfig(**settings)
     if config is not None and settings: cfg = DistillConfig(**{**asdict(config), **settings})
-    S = _logits_of(student_logits)
+    S = _logits_of(student_logits)  # (B, L, V)
     Ts, names = _by_name(teacher_logits, None, _is_output, "teacher logits")
-    Ts = [_logits_of(T) for T in Ts]
+    Ts = [_logits_of(T) for T in Ts]  # K × (B or its routed samples, L, V_k)
     if S.dim() != 3: raise LossInputError(f"student logits have shape {tuple(S.shape)}; expected (batch, seq, vocab).")
     mode, route = _route(teacher_weights, len(Ts), S.shape[0], S.device)
     mask, targets = token_mask(labels, attention_mask, tuple(S.shape[:2]), cfg.shift_labels)
     with _fp32(S.device):
-        total, div, ce = _logit_term(cfg, S, Ts, names, mode, route, mask.to(S.device), None if targets is None else targets.to(S.device), num_tokens)
+        targets = None if targets is None else targets.to(S.device)
+        total, div, ce = _logit_term(cfg, S, Ts, names, mode, route, mask.to(S.device), targets, num_tokens)
     return total, ({"logits": div, "ce": ce} if labels is not None else {"logits": div})
 
 # %% ../nbs/08_losses.ipynb #e79efeec
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
-    "One teacher layer per student layer, evenly spaced and ending at the last: student layer i ↔ teacher ⌊(i+1)·T/S⌋ − 1."
+    """One teacher layer per student layer, evenly spaced and ending at the last: student i ↔ teacher
+    ⌊(i+1)·T/S⌋ − 1."""
     return [(i + 1) * teacher_layers // student_layers - 1 for i in range(student_layers)]
 
+# %% ../nbs/08_losses.ipynb #7bda308d
 def _layer_index(x, n, what):
     "A layer number in 0..n-1 (negative counts from the end), else a `LossConfigError`."
-    if not -n <= x < n: raise LossConfigError(f"{what}: layer {x} does not exist; layers are numbered 0..{n - 1} (or -{n}..-1 from the end).")
+    if not -n <= x < n:
+        raise LossConfigError(f"{what}: layer {x} does not exist; layers are numbered 0..{n - 1} (or -{n}..-1 from the "
+                              "end).")
     return x % n
 
-def resolve_layer_map(spec, student_layers: int, teacher_layers: int, include_embeddings=False) -> list[tuple[int, int]]:
-    "`(student, teacher)` pairs of hidden-state indices (0 is the embeddings, i+1 the output of layer i) from a layer map."
+# %% ../nbs/08_losses.ipynb #6f1b1ed9
+def resolve_layer_map(spec, student_layers: int, teacher_layers: int,
+                      include_embeddings=False) -> list[tuple[int, int]]:
+    "`(student, teacher)` pairs of hidden-state indices (0: the embeddings, i+1: layer i's output) from a layer map."
     spec = uniform_layer_map(student_layers, teacher_layers) if spec is None else list(spec)
-    if not spec: raise LossConfigError("layer_map is empty: map at least one student layer, or set hidden_weight=0 to turn the hidden term off.")
+    if not spec:
+        raise LossConfigError("layer_map is empty: map at least one student layer, or set hidden_weight=0 to turn the "
+                              "hidden term off.")
     if all(isinstance(x, int) for x in spec):
         if len(spec) != student_layers:
-            raise LossConfigError(f"layer_map has {len(spec)} entries but the student has {student_layers} layers: give one teacher layer "
-                                  f"per student layer, or a list of (student, teacher) pairs.")
+            raise LossConfigError(f"layer_map has {len(spec)} entries but the student has {student_layers} layers: "
+                                  "give one teacher layer per student layer, or a list of (student, teacher) pairs.")
         spec = list(enumerate(spec))
     elif any(isinstance(x, int) for x in spec):
         raise LossConfigError(f"layer_map mixes layer numbers and pairs: {spec}; use one form.")
@@ -368,6 +427,7 @@ def resolve_layer_map(spec, student_layers: int, teacher_layers: int, include_em
     if len(set(pairs)) != len(pairs): raise LossConfigError(f"layer_map lists a pair twice: {spec}.")
     return ([(0, 0)] if include_embeddings else []) + [(s + 1, t + 1) for s, t in pairs]
 
+# %% ../nbs/08_losses.ipynb #1a6543fe
 def _pair_key(s, t):
     "Log/parameter name of a hidden-state pair: `3->14` (layer numbers), `emb->emb` for the embeddings."
     lab = lambda i: "emb" if i == 0 else str(i - 1)
@@ -382,24 +442,27 @@ def decoder_layers(model) -> nn.ModuleList:
     for m in model.modules():
         if n and isinstance(m, nn.ModuleList) and len(m) == n: return m
     found = f"found no list of its {n} transformer blocks" if n else "has no config.num_hidden_layers"
-    raise LossInputError(f"{type(model).__name__} {found}: Block Influence and anchoring need a transformers decoder model "
-                         f"such as LlamaForCausalLM.")
+    raise LossInputError(f"{type(model).__name__} {found}: Block Influence and anchoring need a transformers decoder "
+                         "model such as LlamaForCausalLM.")
 
+# %% ../nbs/08_losses.ipynb #7d539b56
 def _batch_inputs(batch, device):
-    "`(input_ids, attention_mask)` from a dict-like batch or a tensor of token ids."
+    "`(input_ids, attention_mask)`, each (B, L), from a dict-like batch or a tensor of token ids."
     if isinstance(batch, torch.Tensor): ids, am = batch, None
     elif hasattr(batch, "keys") and "input_ids" in batch: ids, am = batch["input_ids"], batch.get("attention_mask")
-    else: raise LossInputError(f"a calibration batch must be a tensor of token ids or a dict with input_ids; got {type(batch).__name__}.")
+    else: raise LossInputError("a calibration batch must be a tensor of token ids or a dict with input_ids; got "
+                               f"{type(batch).__name__}.")
     ids = torch.as_tensor(ids)
     if ids.dim() == 1: ids = ids[None]
     am = torch.ones_like(ids) if am is None else torch.as_tensor(am).reshape(ids.shape)
     return ids.to(device), am.to(device)
 
+# %% ../nbs/08_losses.ipynb #c900feb9
 @dataclass
 class TeacherStats:
-    "What calibration batches say about a teacher: every layer's Block Influence, and principal directions of chosen layers."
+    "What calibration says about a teacher: every layer's Block Influence, and principal directions of chosen layers."
     block_influence: torch.Tensor  # (num_layers,): 1 − mean cosine between each block's input and output hidden state
-    subspaces: dict = field(default_factory=dict)  # layer -> (hidden, rank): orthonormal top principal directions of its output
+    subspaces: dict = field(default_factory=dict)  # layer -> (hidden, rank): orthonormal top principal directions
     variances: dict = field(default_factory=dict)  # layer -> (rank,): the activations' variance along each direction
     tokens: int = 0  # calibration tokens seen (attention-masked)
 
@@ -407,57 +470,80 @@ class TeacherStats:
         "Layer numbers, most influential first."
         return self.block_influence.argsort(descending=True).tolist()
 
-    def plot(self, ax=None, highlight=(), title=None):
-        "Bar chart of every layer's Block Influence, `highlight`ed layers in another colour; returns the axes."
-        import matplotlib.pyplot as plt
-        ax = ax or plt.subplots(figsize=(8, 2.6))[1]
-        bi, hl = self.block_influence.tolist(), set(highlight)
-        ax.bar(range(len(bi)), bi, color=["tab:red" if i in hl else "tab:blue" for i in range(len(bi))])
-        ax.set(xlabel="teacher layer", ylabel="Block Influence", title=title or f"Block Influence over {self.tokens} tokens")
-        return ax
+# %% ../nbs/08_losses.ipynb #05ef3cf1
+class _BlockCosines:
+    "While open, hooks on `blocks` add each block's cos(input, output), summed over the tokens of `.mask`, to `.sums`."
+    def __init__(self, blocks, device):
+        self.blocks, self.mask, self._inputs = blocks, None, {}
+        self.sums = torch.zeros(len(blocks), dtype=torch.float64, device=device)  # (num_blocks,)
 
+    def _save_input(self, i):
+        def hook(mod, args, kwargs): self._inputs[i] = args[0] if args else kwargs["hidden_states"]
+        return hook
+
+    def _add_cosine(self, i):
+        def hook(mod, args, kwargs, out):
+            y = out[0] if isinstance(out, (tuple, list)) else out  # (B, L, d)
+            c = F.cosine_similarity(self._inputs.pop(i).float(), y.float(), dim=-1)  # (B, L)
+            self.sums[i] += (c * self.mask).sum()
+        return hook
+
+    def __enter__(self):
+        self.handles = [h for i, b in enumerate(self.blocks)
+                        for h in (b.register_forward_pre_hook(self._save_input(i), with_kwargs=True),
+                                  b.register_forward_hook(self._add_cosine(i), with_kwargs=True))]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles: h.remove()
+
+# %% ../nbs/08_losses.ipynb #c5fcfb57
+def _principal_directions(s1, s2, n, rank):
+    """Top-`rank` eigenvectors (d, rank) and eigenvalues (rank,) of the covariance of `n` tokens with Σh `s1`,
+    Σhhᵀ `s2`."""
+    mu = s1 / n  # (d,)
+    vals, vecs = torch.linalg.eigh(s2 / n - torch.outer(mu, mu))  # ascending: (d,), (d, d)
+    return vecs[:, -rank:].flip(-1).float().cpu(), vals[-rank:].flip(-1).clamp_min(0).float().cpu()
+
+# %% ../nbs/08_losses.ipynb #164fd343
 @torch.no_grad()
 def teacher_statistics(model, batches, layers=(), rank=16) -> TeacherStats:
-    "Block Influence of every block of `model` over `batches`, and the top-`rank` principal directions of `layers`' outputs."
+    "Every block's Block Influence over `batches`, and the top-`rank` principal directions of `layers`' outputs."
     blocks = decoder_layers(model)
     n, device = len(blocks), next(model.parameters()).device
     layers = sorted({_layer_index(l, n, "anchored layer") for l in layers})
-    cos = torch.zeros(n, dtype=torch.float64, device=device)
-    seen, mask, inputs, moments = 0, None, {}, {}
-    def save_input(i):
-        def hook(mod, args, kwargs): inputs[i] = args[0] if args else kwargs["hidden_states"]
-        return hook
-    def add_cosine(i):
-        def hook(mod, args, kwargs, out):
-            y = out[0] if isinstance(out, (tuple, list)) else out
-            c = F.cosine_similarity(inputs.pop(i).float(), y.float(), dim=-1)
-            cos[i] += (c * mask).sum()
-        return hook
-    handles = [h for i, b in enumerate(blocks) for h in (b.register_forward_pre_hook(save_input(i), with_kwargs=True),
-                                                         b.register_forward_hook(add_cosine(i), with_kwargs=True))]
-    try:
-        with _fp32(device):  # the statistics in fp32/fp64 even when called inside an autocast region
-            for batch in batches:
-                ids, am = _batch_inputs(batch, device)
-                mask = am.float()
-                out = model(input_ids=ids, attention_mask=am, output_hidden_states=bool(layers), use_cache=False)
-                seen += int(am.sum())
-                for l in layers:  # moments of hidden_states[l+1]: exactly what the loss is given as teacher layer l
-                    h = out.hidden_states[l + 1][am.bool()].double()
-                    if rank > h.shape[-1]: raise LossConfigError(f"anchor_rank={rank} exceeds the teacher's width {h.shape[-1]}.")
-                    s1, s2 = moments.get(l, (0, 0))
-                    moments[l] = (s1 + h.sum(0), s2 + h.T @ h)
-    finally:
-        for h in handles: h.remove()
+    seen, moments = 0, {}
+    with _BlockCosines(blocks, device) as meter, _fp32(device):  # fp32/fp64 statistics even inside autocast
+        for batch in batches:
+            ids, am = _batch_inputs(batch, device)  # (B, L), (B, L)
+            meter.mask = am.float()
+            out = model(input_ids=ids, attention_mask=am, output_hidden_states=bool(layers), use_cache=False)
+            seen += int(am.sum())
+            for l in layers:  # moments of hidden_states[l+1]: exactly what the loss is given as teacher layer l
+                h = out.hidden_states[l + 1][am.bool()].double()  # (tokens, d)
+                if rank > h.shape[-1]:
+                    raise LossConfigError(f"anchor_rank={rank} exceeds the teacher's width {h.shape[-1]}.")
+                s1, s2 = moments.get(l, (0, 0))
+                moments[l] = (s1 + h.sum(0), s2 + h.T @ h)
     if not seen: raise LossInputError("the calibration batches held no tokens (empty, or all masked): pass some text.")
-    stats = TeacherStats((1 - cos / seen).float().cpu(), tokens=seen)
+    stats = TeacherStats((1 - meter.sums / seen).float().cpu(), tokens=seen)
     for l, (s1, s2) in moments.items():
-        mu = s1 / seen
-        vals, vecs = torch.linalg.eigh(s2 / seen - torch.outer(mu, mu))  # ascending
-        stats.subspaces[l] = vecs[:, -rank:].flip(-1).float().cpu()
-        stats.variances[l] = vals[-rank:].flip(-1).clamp_min(0).float().cpu()
+        stats.subspaces[l], stats.variances[l] = _principal_directions(s1, s2, seen, rank)
     return stats
 
+# %% ../nbs/08_losses.ipynb #4724a9ba
+@patch
+def plot(self: TeacherStats, ax=None, highlight=(), title=None):
+    "Bar chart of every layer's Block Influence, `highlight`ed layers in another colour; returns the axes."
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(8, 2.6))[1]
+    bi, hl = self.block_influence.tolist(), set(highlight)
+    ax.bar(range(len(bi)), bi, color=["tab:red" if i in hl else "tab:blue" for i in range(len(bi))])
+    title = title or f"Block Influence over {self.tokens} tokens"
+    ax.set(xlabel="teacher layer", ylabel="Block Influence", title=title)
+    return ax
+
+# %% ../nbs/08_losses.ipynb #7280133c
 def block_influence(model, batches) -> torch.Tensor:
     "Every block's Block Influence, 1 − mean cos(input, output) over the (attention-masked) tokens of `batches`."
     return teacher_statistics(model, batches).block_influence
@@ -470,8 +556,10 @@ def _dims(x, who):
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     try: return int(cfg.num_hidden_layers), int(cfg.hidden_size)
     except (AttributeError, TypeError):
-        raise LossConfigError(f"{who}: expected a model, its config, or (num_layers, hidden_size); got {type(x).__name__}.") from None
+        raise LossConfigError(f"{who}: expected a model, its config, or (num_layers, hidden_size); got "
+                              f"{type(x).__name__}.") from None
 
+# %% ../nbs/08_losses.ipynb #2c847cf0
 def _for_teacher(value, name, names, field_name):
     "A per-teacher setting: `value[name]` when it is a dict (whose keys must be teachers), else `value` itself."
     if not isinstance(value, dict): return value
@@ -479,18 +567,23 @@ def _for_teacher(value, name, names, field_name):
     if unknown: raise LossConfigError(f"{field_name} names teacher(s) {unknown}, but the loss knows {names}.")
     return value.get(name)
 
+# %% ../nbs/08_losses.ipynb #d07ff099
 class _Calibration(nn.Module):
-    "One teacher's calibration, kept as buffers so that a checkpoint restores it: Block Influence, critical layers, anchors."
+    "One teacher's calibration as buffers, so a checkpoint restores it: Block Influence, critical layers, anchors."
     NAMES = ("block_influence", "critical", "anchor_layers", "anchor_basis", "anchor_variance", "anchor_importance")
     def __init__(self):
         super().__init__()
-        for n in self.NAMES: self.register_buffer(n, torch.zeros(0, dtype=torch.long if n in ("critical", "anchor_layers") else torch.float32))
+        for n in self.NAMES:
+            dtype = torch.long if n in ("critical", "anchor_layers") else torch.float32
+            self.register_buffer(n, torch.zeros(0, dtype=dtype))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for n in self.NAMES:  # the shapes depend on the calibration: adopt the saved ones before copying
-            if prefix + n in state_dict: setattr(self, n, torch.empty_like(state_dict[prefix + n], device=getattr(self, n).device))
+            saved = state_dict.get(prefix + n)
+            if saved is not None: setattr(self, n, torch.empty_like(saved, device=getattr(self, n).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+# %% ../nbs/08_losses.ipynb #2daab559
 class DistillationOutput(NamedTuple):
     "The total loss (for `backward`) and every component by name (detached fp32 scalars, for logging)."
     loss: torch.Tensor
@@ -500,239 +593,354 @@ class DistillationOutput(NamedTuple):
         rows = "\n".join(f"| {k} | {float(v):.4f} |" for k, v in self.components.items())
         return f"| component | value |\n|---|---|\n{rows}"
 
+# %% ../nbs/08_losses.ipynb #3f98306c
 class DistillationLoss(nn.Module):
-    "Logit divergence + hidden-state matching (with Critical Layer Surge) + protected-subspace anchoring, summed with weights."
+    "Logit divergence + hidden-state matching (with Critical Layer Surge) + protected-subspace anchoring, weighted."
     def __init__(self,
                  config: DistillConfig | None = None,  # what to compute; `settings` override its fields
-                 student=None,  # the student model, its config, or (num_layers, hidden_size): needed for projections and calibration
-                 teachers=None,  # the same for one teacher, or {name: ...} for several (their order is the routing order)
+                 student=None,  # the student model, its config, or (num_layers, hidden_size)
+                 teachers=None,  # the same for one teacher, or {name: ...} for several, in routing order
                  **settings):
         super().__init__()
         if config is not None and not isinstance(config, DistillConfig):
-            raise LossConfigError(f"config must be a DistillConfig, not {type(config).__name__}; use DistillConfig.from_dict for a dict.")
+            raise LossConfigError(f"config must be a DistillConfig, not {type(config).__name__}; use "
+                                  "DistillConfig.from_dict for a dict.")
         self.config = cfg = DistillConfig(**{**(asdict(config) if config else {}), **settings})
         tdict = teachers if isinstance(teachers, dict) else ({} if teachers is None else {"teacher": teachers})
         for n in tdict:
-            if not isinstance(n, str) or not n or "." in n: raise LossConfigError(f"teacher name {n!r} must be a non-empty string without dots.")
+            if not isinstance(n, str) or not n or "." in n:
+                raise LossConfigError(f"teacher name {n!r} must be a non-empty string without dots.")
         self.teacher_names = list(tdict) or None
         self.student_dims = None if student is None else _dims(student, "student")
         self.teacher_dims = {n: _dims(v, f"teacher {n!r}") for n, v in tdict.items()}
         if self.teacher_dims and self.student_dims is None:
-            raise LossConfigError("teachers were given without the student: pass student= too (a model, its config, or (num_layers, hidden_size)).")
+            raise LossConfigError("teachers were given without the student: pass student= too (a model, its config, "
+                                  "or (num_layers, hidden_size)).")
         self.pairs, self.projections, self.calibration = {}, nn.ModuleDict(), nn.ModuleDict()
-        if not (cfg.hidden_weight or (cfg.anchor_layers is not None and cfg.anchor_weight)): return  # logits only: no parameters
-        for n in self.teacher_names or []:
-            (Ls, ds), (Lt, dt) = self.student_dims, self.teacher_dims[n]
-            self.pairs[n] = pairs = resolve_layer_map(_for_teacher(cfg.layer_map, n, self.teacher_names, "layer_map"), Ls, Lt, cfg.include_embeddings)
-            if ds != dt:  # learned, and norm-preserving at the start (orthonormal columns or rows)
-                projs = {_pair_key(s, t): nn.Linear(ds, dt, bias=False) for s, t in pairs}
-                for p in projs.values(): nn.init.orthogonal_(p.weight)
-                self.projections[n] = nn.ModuleDict(projs)
-            self.calibration[n] = _Calibration()
-            mapped = sorted({t - 1 for _, t in pairs if t})
-            for field_name in ("critical_layers", "anchor_layers"):
-                spec = _for_teacher(getattr(cfg, field_name), n, self.teacher_names, field_name)
-                if isinstance(spec, str) or spec is None: continue
-                for l in spec:
-                    if _layer_index(l, Lt, f"{field_name} of teacher {n!r}") not in mapped:
-                        raise LossConfigError(f"{field_name}: teacher {n!r} layer {l} has no student layer mapped to it (mapped: {mapped}); "
-                                              f"add it to layer_map or drop it.")
+        if not (cfg.hidden_weight or (cfg.anchor_layers is not None and cfg.anchor_weight)): return  # logits only
+        for n in self.teacher_names or []: self._add_teacher(n)
 
-    def extra_repr(self):
-        c = self.config
-        parts = [f"{c.divergence}" + (f"(β={c.jsd_beta})" if c.divergence == "jsd" else "") + f", T={c.temperature}"]
-        for n, pairs in self.pairs.items(): parts.append(f"{n}: " + ", ".join(_pair_key(s, t) for s, t in pairs))
-        return "\n".join(parts)
+# %% ../nbs/08_losses.ipynb #a8a4810f
+@patch
+def _add_teacher(self: DistillationLoss, n):
+    "Teacher `n`'s layer pairs, projections (learned when the widths differ) and empty calibration; checks its layers."
+    cfg, (Ls, ds), (Lt, dt) = self.config, self.student_dims, self.teacher_dims[n]
+    layer_map = _for_teacher(cfg.layer_map, n, self.teacher_names, "layer_map")
+    self.pairs[n] = pairs = resolve_layer_map(layer_map, Ls, Lt, cfg.include_embeddings)
+    if ds != dt:  # learned, and norm-preserving at the start (orthonormal columns or rows)
+        projs = {_pair_key(s, t): nn.Linear(ds, dt, bias=False) for s, t in pairs}
+        for p in projs.values(): nn.init.orthogonal_(p.weight)
+        self.projections[n] = nn.ModuleDict(projs)
+    self.calibration[n] = _Calibration()
+    mapped = sorted({t - 1 for _, t in pairs if t})
+    for field_name in ("critical_layers", "anchor_layers"):
+        spec = _for_teacher(getattr(cfg, field_name), n, self.teacher_names, field_name)
+        if isinstance(spec, str) or spec is None: continue
+        for l in spec:
+            if _layer_index(l, Lt, f"{field_name} of teacher {n!r}") not in mapped:
+                raise LossConfigError(f"{field_name}: teacher {n!r} layer {l} has no student layer mapped to it "
+                                      f"(mapped: {mapped}); add it to layer_map or drop it.")
 
-    def token_counts(self, labels=None, attention_mask=None, shape=None) -> dict:
-        "Tokens each term averages over in this batch; sum them over a whole accumulation window and pass them as `num_tokens`."
-        return token_counts(labels, attention_mask, shape, self.config.shift_labels)
+# %% ../nbs/08_losses.ipynb #183d9656
+@patch
+def extra_repr(self: DistillationLoss):
+    c = self.config
+    parts = [f"{c.divergence}" + (f"(β={c.jsd_beta})" if c.divergence == "jsd" else "") + f", T={c.temperature}"]
+    for n, pairs in self.pairs.items(): parts.append(f"{n}: " + ", ".join(_pair_key(s, t) for s, t in pairs))
+    return "\n".join(parts)
 
-    def calibrate(self, teacher_model=None, batches=None, *, teacher: str | None = None, stats: TeacherStats | None = None) -> TeacherStats:
-        "Measure a teacher on calibration batches (or take its `stats`): picks `auto` critical layers, builds anchor subspaces."
-        return _calibrate(self, teacher_model, batches, teacher=teacher, stats=stats)
-
-    def forward(self, student, teacher, labels=None, attention_mask=None, *, student_hidden_states=None,
-                teacher_hidden_states=None, teacher_weights=None, num_tokens=None) -> DistillationOutput:
-        "Loss of a batch from the student's and teacher(s)' outputs (model outputs, or logits with hidden states given apart)."
-        S = _logits_of(student)
-        with _fp32(S.device):  # fp32 math, even inside a mixed-precision (autocast) training step
-            cfg = self.config
-            outs, names = _by_name(teacher, self.teacher_names, _is_output, "teacher outputs")
-            Ts = [_logits_of(o) for o in outs]
-            if S.dim() != 3: raise LossInputError(f"student logits have shape {tuple(S.shape)}; expected (batch, seq, vocab).")
-            mode, route = _route(teacher_weights, len(Ts), S.shape[0], S.device)
-            mask, targets = token_mask(labels, attention_mask, tuple(S.shape[:2]), cfg.shift_labels)
-            mask = mask.to(S.device)
-            total, comps = torch.zeros((), device=S.device), {}
-            if cfg.logits_weight or cfg.ce_weight:
-                t, comps["logits"], ce = _logit_term(cfg, S, Ts, names, mode, route, mask, None if targets is None else targets.to(S.device), num_tokens)
-                if labels is not None: comps["ce"] = ce
-                total = total + t
-            anchoring = cfg.anchor_layers is not None and cfg.anchor_weight > 0
-            if cfg.hidden_weight or anchoring:
-                shs = student_hidden_states if student_hidden_states is not None else getattr(student, "hidden_states", None)
-                if shs is None: raise LossInputError(f"hidden_weight={cfg.hidden_weight} needs the student's hidden states: call the student with "
-                                                     f"output_hidden_states=True (or pass student_hidden_states=), or set hidden_weight=0.")
-                if teacher_hidden_states is not None: thss, _ = _by_name(teacher_hidden_states, names, _is_states, "teacher hidden states")
-                else: thss = [getattr(o, "hidden_states", None) for o in outs]
-                if len(thss) != len(Ts): raise LossInputError(f"{len(thss)} teachers' hidden states for {len(Ts)} teachers' logits.")
-                hidden, anchor, per = _hidden_terms(self, shs, thss, names, mode, route, attention_mask, num_tokens)
-                total = total + cfg.hidden_weight * hidden
-                comps["hidden"] = hidden.detach()
-                if anchoring:
-                    total = total + cfg.anchor_weight * anchor
-                    comps["anchor"] = anchor.detach()
-                comps.update(per)
-            return DistillationOutput(total, {"total": total.detach(), **comps})
-
-    @torch.no_grad()
-    def sample_logit_loss(self, student_logits, teacher_logits, labels=None, attention_mask=None) -> torch.Tensor:
-        "Each sample's mean logit divergence over its own tokens (no gradient): what a router needs to find each sample's best teacher."
-        cfg, S, T = self.config, _logits_of(student_logits), _logits_of(teacher_logits)
-        _check_logits(S, [T], ["teacher"], "single", None)
-        mask, _ = token_mask(labels, attention_mask, tuple(S.shape[:2]), cfg.shift_labels)
-        V = shared_vocab(S.shape[-1], T.shape[-1], cfg.vocab_size, cfg.vocab_padding)
-        rows = mask.to(S.device).reshape(-1).nonzero().squeeze(1)
-        d, _ = _run_chunks(S, _Teachers([T], "single", None, *S.shape[:2]), rows, None, V, cfg.divergence, cfg.jsd_beta, float(cfg.temperature),
-                           0.0, 0.0, _chunk_rows(cfg.chunk_size, V, S.device), per_row=True)
-        scale = cfg.temperature ** 2 if cfg.t2_scaling else 1.0
-        B = S.shape[0]
-        sums = torch.zeros(B, device=S.device).index_add_(0, rows // S.shape[1], d * scale)
-        return sums / mask.to(S.device).sum(1).clamp_min(1)
+# %% ../nbs/08_losses.ipynb #1e392886
+@patch
+def token_counts(self: DistillationLoss, labels=None, attention_mask=None, shape=None) -> dict:
+    "Tokens each term averages over in this batch; sum them over an accumulation window for `num_tokens`."
+    return token_counts(labels, attention_mask, shape, self.config.shift_labels)
 
 # %% ../nbs/08_losses.ipynb #6dfb9167
-def _teacher_plan(self, name, names, shs, ths):
-    "Pairs, projections, critical layers and anchors for one teacher, checked against the hidden states actually given."
+@patch
+def _plan_without_shapes(self: DistillationLoss, name, names, Ls, ds, ths):
+    "The plan of a loss built without shapes: equal widths, depths from the hidden states, no calibration."
+    cfg, Lt, dt = self.config, len(ths) - 1, ths[-1].shape[-1]
+    if ds != dt:
+        raise LossConfigError(f"the student is {ds} wide and teacher {name!r} {dt}: learned projections are needed, "
+                              "and they must exist before the optimizer is built. Build the loss with student= and "
+                              "teachers= (models or (layers, width)).")
+    pairs = resolve_layer_map(_for_teacher(cfg.layer_map, name, names, "layer_map"), Ls, Lt, cfg.include_embeddings)
+    crit = _for_teacher(cfg.critical_layers, name, names, "critical_layers")
+    if crit == "auto" or (cfg.anchor_layers is not None and cfg.anchor_weight > 0):
+        raise LossConfigError("critical_layers='auto' and anchoring need calibrate(), which needs the loss built with "
+                              "student= and teachers=.")
+    mapped = {t - 1 for _, t in pairs if t}
+    bad = [l for l in (crit or []) if _layer_index(l, Lt, "critical_layers") not in mapped]
+    if bad:
+        raise LossConfigError(f"critical_layers: teacher layer(s) {bad} have no student layer mapped to them "
+                              f"(mapped: {sorted(mapped)}).")
+    return pairs, None, {l % Lt for l in crit or []}, {}
+
+# %% ../nbs/08_losses.ipynb #887a0629
+@patch
+def _teacher_plan(self: DistillationLoss, name, names, shs, ths):
+    "`(pairs, projections, critical, anchors)` of one teacher, checked against the hidden states actually given."
     cfg = self.config
     Ls, ds = (len(shs) - 1, shs[-1].shape[-1]) if self.student_dims is None else self.student_dims
-    if self.teacher_names is None:  # built without shapes: equal widths only, no calibration
-        Lt, dt = len(ths) - 1, ths[-1].shape[-1]
-        if ds != dt: raise LossConfigError(f"the student is {ds} wide and teacher {name!r} {dt}: learned projections are needed, and they must "
-                                           f"exist before the optimizer is built. Build the loss with student= and teachers= (models or (layers, width)).")
-        pairs = resolve_layer_map(_for_teacher(cfg.layer_map, name, names, "layer_map"), Ls, Lt, cfg.include_embeddings)
-        crit = _for_teacher(cfg.critical_layers, name, names, "critical_layers")
-        if crit == "auto" or (cfg.anchor_layers is not None and cfg.anchor_weight > 0):
-            raise LossConfigError("critical_layers='auto' and anchoring need calibrate(), which needs the loss built with student= and teachers=.")
-        mapped = {t - 1 for _, t in pairs if t}
-        bad = [l for l in (crit or []) if _layer_index(l, Lt, "critical_layers") not in mapped]
-        if bad: raise LossConfigError(f"critical_layers: teacher layer(s) {bad} have no student layer mapped to them (mapped: {sorted(mapped)}).")
-        return pairs, None, {l % Lt for l in crit or []}, {}
+    if self.teacher_names is None: return self._plan_without_shapes(name, names, Ls, ds, ths)
     Lt, dt = self.teacher_dims[name]
     for who, hs, L_, d_ in (("student", shs, Ls, ds), (f"teacher {name!r}", ths, Lt, dt)):
         if len(hs) != L_ + 1:
-            raise LossInputError(f"the {who} gave {len(hs)} hidden states but the loss was built for {L_} layers, i.e. {L_ + 1} "
-                                 f"(embeddings + one per layer, as output_hidden_states=True returns).")
-        if hs[-1].shape[-1] != d_: raise LossInputError(f"the {who}'s hidden states are {hs[-1].shape[-1]} wide but the loss was built for {d_}.")
+            raise LossInputError(f"the {who} gave {len(hs)} hidden states but the loss was built for {L_} layers, "
+                                 f"i.e. {L_ + 1} (embeddings + one per layer, as output_hidden_states=True returns).")
+        if hs[-1].shape[-1] != d_:
+            raise LossInputError(f"the {who}'s hidden states are {hs[-1].shape[-1]} wide but the loss was built for "
+                                 f"{d_}.")
     c = self.calibration[name]
     crit = _for_teacher(cfg.critical_layers, name, names, "critical_layers")
     anch = _for_teacher(cfg.anchor_layers, name, names, "anchor_layers") if cfg.anchor_weight > 0 else None
     if (crit == "auto" or anch is not None) and c.block_influence.numel() == 0:
-        raise LossConfigError(f"critical_layers={crit!r}, anchor_layers={anch!r}: teacher {name!r} is not calibrated yet; "
-                              f"call loss.calibrate(teacher_model, batches" + (f", teacher={name!r})" if len(names) > 1 else ")") + " first.")
+        call = "loss.calibrate(teacher_model, batches" + (f", teacher={name!r})" if len(names) > 1 else ")")
+        raise LossConfigError(f"critical_layers={crit!r}, anchor_layers={anch!r}: teacher {name!r} is not calibrated "
+                              f"yet; call {call} first.")
     critical = set(c.critical.tolist()) if crit == "auto" else {l % Lt for l in crit or []}
-    anchors = {} if anch is None else {l: (c.anchor_basis[i], c.anchor_variance[i], c.anchor_importance[i]) for i, l in enumerate(c.anchor_layers.tolist())}
+    anchors = {} if anch is None else {l: (c.anchor_basis[i], c.anchor_variance[i], c.anchor_importance[i])
+                                       for i, l in enumerate(c.anchor_layers.tolist())}  # layer -> ((d, r), (), ())
     return self.pairs[name], self.projections[name] if name in self.projections else None, critical, anchors
 
-def _hidden_terms(self, shs, thss, names, mode, route, attention_mask, num_tokens):
-    "`(hidden, anchor, per_layer)`: the hidden-state and anchor terms (differentiable) and every layer's value (detached)."
-    cfg = self.config
+# %% ../nbs/08_losses.ipynb #37ed8a5f
+def _graded_rows(k, name, mode, route, hm, Bt):
+    "Rows teacher `k` grades: flat student rows, the same tokens' rows in its hidden states, their weights (N,)."
+    (B, L), dev = hm.shape, hm.device
+    if mode == "single": sw = torch.ones(B, device=dev)
+    else: sw = (route == k).float() if mode == "choice" else route[:, k].to(dev)  # (B,)
+    wtok = (hm * sw[:, None]).reshape(-1)  # (B·L,)
+    rows = wtok.nonzero().squeeze(1)  # (N,): only these tokens are read, so padding may hold anything, even nan
+    w = wtok[rows]  # (N,)
+    if Bt == B: return rows, rows, w
+    if mode == "choice" and Bt == int((route == k).sum()):  # this teacher ran on its own samples only
+        pos = torch.full((B,), -1, dtype=torch.long, device=dev)
+        pos[route == k] = torch.arange(Bt, device=dev)
+        return rows, pos[rows // L] * L + rows % L, w
+    raise LossInputError(f"teacher {name!r} hidden states cover {Bt} samples; expected {B}"
+                         + (" or the samples routed to it" if mode == "choice" else "") + ".")
+
+# %% ../nbs/08_losses.ipynb #cd203baa
+def _pair_error(s, t, rows, trows, proj, kind):
+    "`(e, err)` of one hidden-state pair on the graded rows: e = P s − t (N, d_t) and its per-token loss (N,)."
+    s = s.reshape(-1, s.shape[-1]).index_select(0, rows).float()  # (N, d_s)
+    t = t.reshape(-1, t.shape[-1]).index_select(0, trows).float()  # (N, d_t)
+    if proj is not None: s = F.linear(s, proj.weight.float())  # (N, d_t)
+    e = s - t
+    err = e.pow(2).mean(-1) if kind == "mse" else e.pow(2).sum(-1) / t.pow(2).sum(-1).clamp_min(1e-12)
+    return e, err
+
+# %% ../nbs/08_losses.ipynb #772f3524
+@patch
+def _teacher_hidden(self: DistillationLoss, k, name, names, shs, ths, mode, route, hm, n):
+    "Teacher `k`'s share: the parts it adds to the hidden and anchor terms, and each layer's value by log name."
+    cfg, L = self.config, hm.shape[1]
+    pairs, projs, critical, anchors = self._teacher_plan(name, names, shs, ths)
+    Bt = ths[0].shape[0]
+    rows, trows, w = _graded_rows(k, name, mode, route, hm, Bt)  # (N,) each
+    tag = f"{name}/" if len(names) > 1 else ""  # log names say which teacher when there are several
+    reduce = len(pairs) if cfg.layer_reduction == "mean" else 1
+    hidden, anchor, anchor_vals, per = [], [], {}, {}
+    for si, ti in pairs:
+        t = ths[ti]
+        if t.dim() != 3 or tuple(t.shape[:2]) != (Bt, L):
+            raise LossInputError(f"teacher {name!r} hidden state {ti} has shape {tuple(t.shape)}; expected "
+                                 f"({Bt}, {L}, width).")
+        proj = None if projs is None else projs[_pair_key(si, ti)]
+        e, err = _pair_error(shs[si], t, rows, trows, proj, cfg.hidden_loss)  # (N, d_t), (N,)
+        v = (err * w).sum() / n
+        per[f"hidden/{tag}{_pair_key(si, ti)}"] = v.detach()
+        hidden.append((cfg.critical_multiplier if ti - 1 in critical else 1.0) * v / reduce)
+        if ti - 1 in anchors:  # the error's component inside the protected subspace, relative to the teacher's variance
+            U, var, _ = anchors[ti - 1]  # (d_t, rank), ()
+            inside = (e @ U.float()).pow(2).sum(-1)  # (N,)
+            anchor_vals.setdefault(ti - 1, []).append((inside * w).sum() / var.float().clamp_min(1e-12) / n)
+    for l, vals in anchor_vals.items():
+        a = torch.stack(vals).mean()
+        per[f"anchor/{tag}{l}"] = a.detach()
+        anchor.append(anchors[l][2] * a)
+    return hidden, anchor, per
+
+# %% ../nbs/08_losses.ipynb #826307f9
+@patch
+def _hidden_terms(self: DistillationLoss, shs, thss, names, mode, route, attention_mask, num_tokens):
+    "`(hidden, anchor, per_layer)`: both terms (differentiable) and every layer's value (detached)."
     B, L = shs[0].shape[:2]
     dev = shs[0].device
     for i, h in enumerate(shs):
-        if h.dim() != 3 or tuple(h.shape[:2]) != (B, L): raise LossInputError(f"student hidden state {i} has shape {tuple(h.shape)}; expected ({B}, {L}, width).")
-    hm = torch.ones(B, L, device=dev) if attention_mask is None else attention_mask.to(dev).float()
+        if h.dim() != 3 or tuple(h.shape[:2]) != (B, L):
+            raise LossInputError(f"student hidden state {i} has shape {tuple(h.shape)}; expected ({B}, {L}, width).")
+    hm = torch.ones(B, L, device=dev) if attention_mask is None else attention_mask.to(dev).float()  # (B, L)
     n = max(_count(num_tokens, "hidden", hm), 1e-30)
     hidden = anchor = torch.zeros((), device=dev)
     per = {}
     for k, (name, ths) in enumerate(zip(names, thss)):
-        if ths is None: raise LossInputError(f"teacher {name!r} gave no hidden states: call it with output_hidden_states=True, or set hidden_weight=0.")
-        pairs, projs, critical, anchors = _teacher_plan(self, name, names, shs, ths)
-        sw = torch.ones(B, device=dev) if mode == "single" else (route == k).float() if mode == "choice" else route[:, k].to(dev)
-        wtok = (hm * sw[:, None]).reshape(-1)
-        rows = wtok.nonzero().squeeze(1)  # only these tokens are read: padding may hold anything, even nan
-        w = wtok[rows]
-        Bt = ths[0].shape[0]
-        if Bt == B: trows = rows
-        elif mode == "choice" and Bt == int((route == k).sum()):  # this teacher ran on its own samples only
-            pos = torch.full((B,), -1, dtype=torch.long, device=dev)
-            pos[route == k] = torch.arange(Bt, device=dev)
-            trows = pos[rows // L] * L + rows % L
-        else: raise LossInputError(f"teacher {name!r} hidden states cover {Bt} samples; expected {B}" + (" or the samples routed to it" if mode == "choice" else "") + ".")
-        tag = f"{name}/" if len(names) > 1 else ""
-        reduce = len(pairs) if cfg.layer_reduction == "mean" else 1
-        anchor_vals = {}
-        for si, ti in pairs:
-            s, t = shs[si], ths[ti]
-            if t.dim() != 3 or tuple(t.shape[:2]) != (Bt, L): raise LossInputError(f"teacher {name!r} hidden state {ti} has shape {tuple(t.shape)}; expected ({Bt}, {L}, width).")
-            s = s.reshape(-1, s.shape[-1]).index_select(0, rows).float()
-            t = t.reshape(-1, t.shape[-1]).index_select(0, trows).float()
-            if projs is not None: s = F.linear(s, projs[_pair_key(si, ti)].weight.float())
-            e = s - t
-            err = e.pow(2).mean(-1) if cfg.hidden_loss == "mse" else e.pow(2).sum(-1) / t.pow(2).sum(-1).clamp_min(1e-12)
-            v = (err * w).sum() / n
-            per[f"hidden/{tag}{_pair_key(si, ti)}"] = v.detach()
-            hidden = hidden + (cfg.critical_multiplier if ti - 1 in critical else 1.0) * v / reduce
-            if ti - 1 in anchors:  # the error's component inside the protected subspace, relative to the teacher's variance there
-                U, var, _ = anchors[ti - 1]
-                anchor_vals.setdefault(ti - 1, []).append(((e @ U.float()).pow(2).sum(-1) * w).sum() / var.float().clamp_min(1e-12) / n)
-        for l, vals in anchor_vals.items():
-            a = torch.stack(vals).mean()
-            per[f"anchor/{tag}{l}"] = a.detach()
-            anchor = anchor + anchors[l][2] * a
+        if ths is None:
+            raise LossInputError(f"teacher {name!r} gave no hidden states: call it with output_hidden_states=True, or "
+                                 "set hidden_weight=0.")
+        hidden_parts, anchor_parts, layers = self._teacher_hidden(k, name, names, shs, ths, mode, route, hm, n)
+        for x in hidden_parts: hidden = hidden + x
+        for x in anchor_parts: anchor = anchor + x
+        per.update(layers)
     return hidden, anchor, per
 
+# %% ../nbs/08_losses.ipynb #cc9786cc
+def _hidden_inputs(cfg, student, outs, names, student_hidden_states, teacher_hidden_states, n_teachers):
+    "The student's and each teacher's hidden states, from the arguments or the model outputs."
+    shs = student_hidden_states if student_hidden_states is not None else getattr(student, "hidden_states", None)
+    if shs is None:
+        raise LossInputError(f"hidden_weight={cfg.hidden_weight} needs the student's hidden states: call the student "
+                             "with output_hidden_states=True (or pass student_hidden_states=), or set hidden_weight=0.")
+    if teacher_hidden_states is not None:
+        thss, _ = _by_name(teacher_hidden_states, names, _is_states, "teacher hidden states")
+    else: thss = [getattr(o, "hidden_states", None) for o in outs]
+    if len(thss) != n_teachers:
+        raise LossInputError(f"{len(thss)} teachers' hidden states for {n_teachers} teachers' logits.")
+    return shs, thss
+
+# %% ../nbs/08_losses.ipynb #fca41d0e
+@patch
+def forward(self: DistillationLoss, student, teacher, labels=None, attention_mask=None, *, student_hidden_states=None,
+            teacher_hidden_states=None, teacher_weights=None, num_tokens=None) -> DistillationOutput:
+    "Loss of a batch from the student's and teachers' outputs (model outputs, or logits and hidden states apart)."
+    S = _logits_of(student)  # (B, L, V)
+    with _fp32(S.device):  # fp32 math, even inside a mixed-precision (autocast) training step
+        cfg = self.config
+        outs, names = _by_name(teacher, self.teacher_names, _is_output, "teacher outputs")
+        Ts = [_logits_of(o) for o in outs]  # K × (B or its routed samples, L, V_k)
+        if S.dim() != 3:
+            raise LossInputError(f"student logits have shape {tuple(S.shape)}; expected (batch, seq, vocab).")
+        mode, route = _route(teacher_weights, len(Ts), S.shape[0], S.device)
+        mask, targets = token_mask(labels, attention_mask, tuple(S.shape[:2]), cfg.shift_labels)
+        mask = mask.to(S.device)  # (B, L)
+        total, comps = torch.zeros((), device=S.device), {}
+        if cfg.logits_weight or cfg.ce_weight:
+            targets = None if targets is None else targets.to(S.device)
+            t, comps["logits"], ce = _logit_term(cfg, S, Ts, names, mode, route, mask, targets, num_tokens)
+            if labels is not None: comps["ce"] = ce
+            total = total + t
+        anchoring = cfg.anchor_layers is not None and cfg.anchor_weight > 0
+        if cfg.hidden_weight or anchoring:
+            shs, thss = _hidden_inputs(cfg, student, outs, names, student_hidden_states, teacher_hidden_states, len(Ts))
+            hidden, anchor, per = self._hidden_terms(shs, thss, names, mode, route, attention_mask, num_tokens)
+            total = total + cfg.hidden_weight * hidden
+            comps["hidden"] = hidden.detach()
+            if anchoring:
+                total = total + cfg.anchor_weight * anchor
+                comps["anchor"] = anchor.detach()
+            comps.update(per)
+        return DistillationOutput(total, {"total": total.detach(), **comps})
+
+# %% ../nbs/08_losses.ipynb #bae25255
+@patch
+@torch.no_grad()
+def sample_logit_loss(self: DistillationLoss, student_logits, teacher_logits, labels=None,
+                      attention_mask=None) -> torch.Tensor:
+    "Each sample's mean logit divergence over its own tokens, (B,), no gradient: what a router compares teachers by."
+    cfg, S, T = self.config, _logits_of(student_logits), _logits_of(teacher_logits)
+    _check_logits(S, [T], ["teacher"], "single", None)
+    mask, _ = token_mask(labels, attention_mask, tuple(S.shape[:2]), cfg.shift_labels)
+    V = shared_vocab(S.shape[-1], T.shape[-1], cfg.vocab_size, cfg.vocab_padding)
+    rows = mask.to(S.device).reshape(-1).nonzero().squeeze(1)  # (N,)
+    teachers, chunk = _Teachers([T], "single", None, *S.shape[:2]), _chunk_rows(cfg.chunk_size, V, S.device)
+    d, _ = _run_chunks(S, teachers, rows, None, V, cfg.divergence, cfg.jsd_beta, float(cfg.temperature), 0.0, 0.0,
+                       chunk, per_row=True)  # (N,)
+    scale = cfg.temperature ** 2 if cfg.t2_scaling else 1.0
+    sums = torch.zeros(S.shape[0], device=S.device).index_add_(0, rows // S.shape[1], d * scale)  # (B,)
+    return sums / mask.to(S.device).sum(1).clamp_min(1)
+
 # %% ../nbs/08_losses.ipynb #a638c6a0
-def _calibrate(self, teacher_model=None, batches=None, *, teacher: str | None = None, stats: TeacherStats | None = None) -> TeacherStats:
-    "Measure a teacher on calibration batches (or take `stats`): picks `auto` critical layers, builds anchor subspaces, returns the stats."
-    cfg, names = self.config, self.teacher_names
-    if not names: raise LossConfigError("calibrate needs the shapes: build the loss with student= and teachers= (models, configs or (layers, width)).")
+def _pick_critical(crit, mapped, bi, num_critical, Lt):
+    "The critical layers: for 'auto' the `num_critical` mapped layers of largest Block Influence, else those named."
+    if crit != "auto": return sorted(l % Lt for l in (crit or []))
+    if num_critical > len(mapped):
+        raise LossConfigError(f"num_critical={num_critical} but only {len(mapped)} teacher layers are mapped: "
+                              f"{mapped}.")
+    return sorted(sorted(mapped, key=lambda l: -float(bi[l]))[:num_critical])
+
+# %% ../nbs/08_losses.ipynb #3dbf6110
+@patch
+def _calibration_target(self: DistillationLoss, teacher):
+    "The name of the teacher `calibrate` measures: `teacher`, or the loss's only one."
+    names = self.teacher_names
+    if not names:
+        raise LossConfigError("calibrate needs the shapes: build the loss with student= and teachers= (models, "
+                              "configs or (layers, width)).")
     name = teacher if teacher is not None else names[0]
     if name not in names: raise LossConfigError(f"teacher {name!r} is unknown; the loss knows {names}.")
-    if len(names) > 1 and teacher is None: raise LossConfigError(f"the loss has {len(names)} teachers {names}: say which one with teacher=.")
-    if name not in self.pairs: raise LossConfigError("calibration serves the hidden-state and anchor terms, which are off (hidden_weight=0, no anchor_layers).")
-    Lt, dt = self.teacher_dims[name]
-    mapped = sorted({t - 1 for _, t in self.pairs[name] if t})
+    if len(names) > 1 and teacher is None:
+        raise LossConfigError(f"the loss has {len(names)} teachers {names}: say which one with teacher=.")
+    if name not in self.pairs:
+        raise LossConfigError("calibration serves the hidden-state and anchor terms, which are off (hidden_weight=0, "
+                              "anchor_weight=0).")
+    return name
+
+# %% ../nbs/08_losses.ipynb #c6528f03
+@patch
+def _anchor_plan(self: DistillationLoss, name):
+    "`(crit, anch, known)`: critical and anchor settings (anch None: anchoring off), anchored layers known now."
+    cfg, names, Lt = self.config, self.teacher_names, self.teacher_dims[name][0]
     crit = _for_teacher(cfg.critical_layers, name, names, "critical_layers")
     anch = _for_teacher(cfg.anchor_layers, name, names, "anchor_layers")
     if cfg.anchor_weight == 0: anch = None
     if anch is None: known = []
     elif anch == "critical": known = [] if crit == "auto" else [l % Lt for l in crit or []]
     else: known = [l % Lt for l in anch]
-    if anch is not None and cfg.anchor_rank > dt: raise LossConfigError(f"anchor_rank={cfg.anchor_rank} exceeds teacher {name!r}'s width {dt}.")
-    if stats is None:
-        if teacher_model is None or batches is None: raise LossConfigError("calibrate needs the teacher model and calibration batches, or stats=.")
-        batches = list(batches)
-        stats = teacher_statistics(teacher_model, batches, known, cfg.anchor_rank)
-    if len(stats.block_influence) != Lt:
-        raise LossInputError(f"the calibration covers {len(stats.block_influence)} layers but teacher {name!r} has {Lt}: calibrate with that teacher.")
-    bi = stats.block_influence.float()
-    if crit == "auto":
-        if cfg.num_critical > len(mapped): raise LossConfigError(f"num_critical={cfg.num_critical} but only {len(mapped)} teacher layers are mapped: {mapped}.")
-        critical = sorted(sorted(mapped, key=lambda l: -float(bi[l]))[:cfg.num_critical])
-    else: critical = sorted(l % Lt for l in (crit or []))
-    anchors = [] if anch is None else (critical if anch == "critical" else sorted(l % Lt for l in anch))
-    missing = [l for l in anchors if l not in stats.subspaces]
-    if missing:
-        if teacher_model is None or batches is None:
-            raise LossInputError(f"stats lack the subspaces of anchored layers {missing}: pass the teacher model and batches, or stats from "
-                                 f"teacher_statistics(model, batches, layers={anchors}, rank={cfg.anchor_rank}).")
-        more = teacher_statistics(teacher_model, batches, missing, cfg.anchor_rank)
-        stats.subspaces.update(more.subspaces); stats.variances.update(more.variances)
-    c = self.calibration[name]
+    return crit, anch, known
+
+# %% ../nbs/08_losses.ipynb #a00e19a1
+@patch
+def _store_calibration(self: DistillationLoss, name, bi, critical, anchors, stats):
+    "Write teacher `name`'s calibration into its buffers: Block Influence, critical layers, anchor subspaces."
+    cfg, dt, c = self.config, self.teacher_dims[name][1], self.calibration[name]
     dev = c.block_influence.device
     c.block_influence = bi.to(dev)
     c.critical = torch.tensor(critical, dtype=torch.long, device=dev)
     c.anchor_layers = torch.tensor(anchors, dtype=torch.long, device=dev)
     thin = [l for l in anchors if stats.subspaces[l].shape[1] < cfg.anchor_rank]
-    if thin: raise LossInputError(f"the stats hold fewer than anchor_rank={cfg.anchor_rank} directions for layers {thin}: compute them with rank={cfg.anchor_rank}.")
-    if anchors:
-        basis = torch.stack([stats.subspaces[l][:, :cfg.anchor_rank] for l in anchors])
-        if basis.shape[1] != dt: raise LossInputError(f"the anchor subspaces are {basis.shape[1]} wide but teacher {name!r} is {dt}.")
-        imp = bi[anchors].clamp_min(0) if cfg.anchor_importance == "block_influence" else torch.ones(len(anchors))
-        imp = imp / imp.sum() if float(imp.sum()) > 0 else torch.full((len(anchors),), 1 / len(anchors))
-        c.anchor_basis = basis.to(dev)
-        c.anchor_variance = torch.stack([stats.variances[l][:cfg.anchor_rank].sum() for l in anchors]).to(dev)
-        c.anchor_importance = imp.to(dev)
-    else: c.anchor_basis, c.anchor_variance, c.anchor_importance = (torch.zeros(0, device=dev) for _ in range(3))
+    if thin:
+        raise LossInputError(f"the stats hold fewer than anchor_rank={cfg.anchor_rank} directions for layers {thin}: "
+                             f"compute them with rank={cfg.anchor_rank}.")
+    if not anchors:
+        c.anchor_basis, c.anchor_variance, c.anchor_importance = (torch.zeros(0, device=dev) for _ in range(3))
+        return
+    basis = torch.stack([stats.subspaces[l][:, :cfg.anchor_rank] for l in anchors])  # (anchors, d, rank)
+    if basis.shape[1] != dt:
+        raise LossInputError(f"the anchor subspaces are {basis.shape[1]} wide but teacher {name!r} is {dt}.")
+    imp = bi[anchors].clamp_min(0) if cfg.anchor_importance == "block_influence" else torch.ones(len(anchors))
+    imp = imp / imp.sum() if float(imp.sum()) > 0 else torch.full((len(anchors),), 1 / len(anchors))  # (anchors,)
+    c.anchor_basis = basis.to(dev)
+    c.anchor_variance = torch.stack([stats.variances[l][:cfg.anchor_rank].sum() for l in anchors]).to(dev)  # (anchors,)
+    c.anchor_importance = imp.to(dev)
+
+# %% ../nbs/08_losses.ipynb #92db1745
+@patch
+def calibrate(self: DistillationLoss, teacher_model=None, batches=None, *, teacher: str | None = None,
+              stats: TeacherStats | None = None) -> TeacherStats:
+    "Measure a teacher on calibration batches (or take `stats`): picks `auto` critical layers, builds anchor subspaces."
+    cfg, name = self.config, self._calibration_target(teacher)
+    (Lt, dt), mapped = self.teacher_dims[name], sorted({t - 1 for _, t in self.pairs[name] if t})
+    crit, anch, known = self._anchor_plan(name)
+    if anch is not None and cfg.anchor_rank > dt:
+        raise LossConfigError(f"anchor_rank={cfg.anchor_rank} exceeds teacher {name!r}'s width {dt}.")
+    if stats is None:
+        if teacher_model is None or batches is None:
+            raise LossConfigError("calibrate needs the teacher model and calibration batches, or stats=.")
+        batches = list(batches)
+        stats = teacher_statistics(teacher_model, batches, known, cfg.anchor_rank)
+    if len(stats.block_influence) != Lt:
+        raise LossInputError(f"the calibration covers {len(stats.block_influence)} layers but teacher {name!r} has "
+                             f"{Lt}: calibrate with that teacher.")
+    bi = stats.block_influence.float()
+    critical = _pick_critical(crit, mapped, bi, cfg.num_critical, Lt)
+    anchors = [] if anch is None else (critical if anch == "critical" else sorted(l % Lt for l in anch))
+    missing = [l for l in anchors if l not in stats.subspaces]
+    if missing:
+        if teacher_model is None or batches is None:
+            raise LossInputError(f"stats lack the subspaces of anchored layers {missing}: pass the teacher model and "
+                                 f"batches, or stats from teacher_statistics(model, batches, layers={anchors}, "
+                                 f"rank={cfg.anchor_rank}).")
+        more = teacher_statistics(teacher_model, batches, missing, cfg.anchor_rank)
+        stats.subspaces.update(more.subspaces); stats.variances.update(more.variances)
+    self._store_calibration(name, bi, critical, anchors, stats)
     return stats

@@ -1,6 +1,6 @@
 """nexus.losses against plain float64 references, on random shapes, settings and masks (Hypothesis).
 
-The notebook (nbs/03_losses.ipynb) shows each term on one example; these tests sweep the settings: every divergence,
+The notebook (nbs/08_losses.ipynb) shows each term on one example; these tests sweep the settings: every divergence,
 temperature, β, T² on or off, cross-entropy weight, chunk size (dividing the token count or not), bf16 inputs, vocabulary
 padding, masks, several teachers, hidden-state and anchor terms, calibration statistics."""
 import math, os
