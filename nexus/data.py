@@ -1,4 +1,4 @@
-"""Local datasets and built-in text for distillation: discovery, field detection, seeded fair sampling on the scaling ladder, tokenising, packing and batching.
+"""Local datasets and built-in text for distillation: discovery, fields, fair seeded sampling, packing and batches.
 
 Docs: https://nexus-distill.github.io/nexus/data.html.md"""
 
@@ -6,28 +6,31 @@ Docs: https://nexus-distill.github.io/nexus/data.html.md"""
 
 # %% ../nbs/09_data.ipynb #497dd278
 from __future__ import annotations
-import bisect, csv, difflib, errno, itertools, json, math, os, random, re, sysconfig, warnings
+import bisect, csv, errno, itertools, json, math, os, random, re, sysconfig, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib.resources import files as _package_files
 from pathlib import Path
 from .settings import LADDER
-from .errors import did_you_mean, NexusError, DataError, DatasetNotFoundError, DataReadError, EmptyDatasetError, DataFormatError, ChatTemplateError
+from .formats import json_type_name
+from .errors import did_you_mean, NexusError, DataError, DatasetNotFoundError, DataReadError
+from .errors import EmptyDatasetError, DataFormatError, ChatTemplateError
 
 # %% auto #0
-__all__ = ['FORMATS', 'SPLIT_FOLDERS', 'TEXT_FIELDS', 'PAIR_FIELDS', 'CHAT_FIELDS', 'ROLES', 'BUILTIN_SOURCES', 'STDLIB_SKIP',
-           'DatasetFile', 'Datasets', 'dataset_name', 'discover_datasets', 'Example', 'detect_fields', 'render_chat',
+__all__ = ['FORMATS', 'SPLIT_FOLDERS', 'TEXT_FIELDS', 'PAIR_FIELDS', 'CHAT_FIELDS', 'ROLES', 'STDLIB_SKIP', 'BUILTIN_SOURCES',
+           'DatasetFile', 'dataset_name', 'Datasets', 'discover_datasets', 'Example', 'detect_fields', 'render_chat',
            'record_to_example', 'count_records', 'read_records', 'read_examples', 'ladder_sample_size', 'fair_shares',
            'sample_examples', 'split_heldout', 'tokenize_examples', 'pack_examples', 'DistillDataset',
            'DistillCollator', 'build_dataset', 'corpus_path', 'stdlib_root', 'stdlib_files', 'code_chunks',
            'builtin_examples', 'state_datasets']
 
 # %% ../nbs/09_data.ipynb #e9f3031c
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".txt": "txt"}
-SPLIT_FOLDERS = frozenset({"data", "train", "training", "test", "testing", "valid", "validation", "val", "dev", "eval", "evaluation", "splits"})
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv",
+           ".txt": "txt"}
 
 def _kinds() -> str: return ", ".join(sorted(FORMATS))
 
+# %% ../nbs/09_data.ipynb #c80fe538
 @dataclass(frozen=True)
 class DatasetFile:
     "One data file: where it is, the dataset it belongs to, how it is read, and the expert that teaches its samples."
@@ -39,11 +42,12 @@ class DatasetFile:
 
     @classmethod
     def of(cls, path, name=None, expert=None) -> DatasetFile:
-        "The `DatasetFile` of one file given by its path: format from the extension, named after its stem unless `name` is given."
+        "The `DatasetFile` of a path: its format from the extension, named after its stem unless `name` is given."
         p = Path(os.path.abspath(os.fspath(path)))
         fmt = FORMATS.get(p.suffix.lower())
         if fmt is None:
-            raise DataReadError(f"{p} is not a dataset file: the supported kinds are {_kinds()}. Convert it, or rename it if its content is one of them.")
+            raise DataReadError(f"{p} is not a dataset file: the supported kinds are {_kinds()}. Convert it, or rename "
+                                "it if its content is one of them.")
         return cls(p, name or p.stem, fmt, expert)
 
     @property
@@ -51,29 +55,40 @@ class DatasetFile:
         "The path as a table shows it: relative to its root when it has one."
         return self.path.relative_to(self.root).as_posix() if self.root is not None else str(self.path)
 
-class Datasets(list):
-    "The `DatasetFile`s `discover_datasets` found (a plain list), shown as a table in a notebook."
-    def _repr_markdown_(self):
-        n = len({(f.expert, f.name) for f in self})
-        rows = "".join(f"\n| {f.name} | {f.expert or '(none)'} | {f.format} | `{f.shown}` |" for f in self)
-        return f"**{len(self)} file(s), {n} dataset(s)**\n\n| dataset | expert | format | file |\n|---|---|---|---|{rows}"
+# %% ../nbs/09_data.ipynb #77fcec50
+SPLIT_FOLDERS = frozenset({"data", "train", "training", "test", "testing", "valid", "validation", "val", "dev", "eval",
+                           "evaluation", "splits"})
 
 def dataset_name(path, root=None) -> str:
-    "The dataset a file belongs to: the nearest folder between `root` and the file that is not a split name, else the file's stem."
+    "The dataset a file belongs to: the nearest folder under `root` that is not a split name, else the file's stem."
     p = Path(path)
     folders = p.parent.relative_to(root).parts if root is not None else ()
     return next((f for f in reversed(folders) if f.lower() not in SPLIT_FOLDERS), p.stem)
 
+# %% ../nbs/09_data.ipynb #5f9eb74b
+class Datasets(list):
+    "The `DatasetFile`s `discover_datasets` found (a plain list), shown as a table in a notebook."
+    def _repr_markdown_(self):
+        n = len({(f.expert, f.name) for f in self})
+        head = f"**{len(self)} file(s), {n} dataset(s)**\n\n| dataset | expert | format | file |\n|---|---|---|---|"
+        return head + "".join(f"\n| {f.name} | {f.expert or '(none)'} | {f.format} | `{f.shown}` |" for f in self)
+
 # %% ../nbs/09_data.ipynb #a54c0a56
 def _read_error(path, e: OSError) -> DataReadError:
     "A `DataReadError` that says why `path` can't be opened and what to do."
-    if isinstance(e, IsADirectoryError): return DataReadError(f"{path} is a folder, not a data file. Give it as a root to `discover_datasets` to search it.")
-    if isinstance(e, FileNotFoundError): return DataReadError(f"{path} does not exist (or is a broken link). Check the path.")
-    if e.errno in (errno.EACCES, errno.EPERM): return DataReadError(f"{path} can't be read: permission denied. Make it readable (chmod u+r) or move it out of the dataset folder.")
+    if isinstance(e, IsADirectoryError):
+        return DataReadError(f"{path} is a folder, not a data file. Give it as a root to `discover_datasets` to search "
+                             "it.")
+    if isinstance(e, FileNotFoundError):
+        return DataReadError(f"{path} does not exist (or is a broken link). Check the path.")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return DataReadError(f"{path} can't be read: permission denied. Make it readable (chmod u+r) or move it out of "
+                             "the dataset folder.")
     return DataReadError(f"{path} can't be read: {e.strerror or e}.")
 
+# %% ../nbs/09_data.ipynb #38318353
 def _walk(root: Path):
-    "Data files under `root`; hidden entries skipped; symlinked folders followed, but each real folder walked once and never one above (a loop)."
+    "Data files under `root`; hidden entries skipped; each real folder walked once, and never one above it (a loop)."
     seen, errors = set(), []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=errors.append):
         real = os.path.realpath(dirpath)
@@ -85,13 +100,15 @@ def _walk(root: Path):
         for d in sorted(dirnames):
             target = os.path.realpath(os.path.join(dirpath, d))
             # a folder reached before, or one above this one (a link up the tree: a loop), is not walked again
-            if not d.startswith(".") and target not in seen and not (real + os.sep).startswith(target + os.sep): keep.append(d)
+            if not d.startswith(".") and target not in seen and not (real + os.sep).startswith(target + os.sep):
+                keep.append(d)
         dirnames[:] = keep
         for f in sorted(filenames):
             p = Path(dirpath, f)
             if not f.startswith(".") and p.suffix.lower() in FORMATS and p.is_file(): yield p
     if errors: raise _read_error(errors[0].filename, errors[0])
 
+# %% ../nbs/09_data.ipynb #4f6289a7
 def _folder_expert(folders, name, experts):
     "The nearest folder named like an expert, else the dataset's name when it is an expert, else None."
     return next((f for f in reversed(folders) if f in experts), name if name in experts else None)
@@ -103,26 +120,42 @@ def _mapped(f: DatasetFile, mapping):
     for key, expert in mapping.items():
         k = os.fspath(key)
         for kp in {Path(os.path.abspath(k)), Path(os.path.realpath(k))}:
-            if any(kp == p or kp in p.parents for p in mine) and (best is None or len(kp.parts) > best[0]): best = (len(kp.parts), key, expert)
+            if any(kp == p or kp in p.parents for p in mine) and (best is None or len(kp.parts) > best[0]):
+                best = (len(kp.parts), key, expert)
     if best: return best[1:]
     return (f.name, mapping[f.name]) if f.name in mapping else None
 
-def discover_datasets(roots, mapping=None, experts=None) -> Datasets:
-    "Every data file under `roots` (folders, searched recursively, or files), named after its dataset and tagged with its expert."
-    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
-    if not roots: raise DatasetNotFoundError("no dataset folder was given: give a folder (searched recursively) or a data file.")
-    experts, mapping = list(experts or ()), dict(mapping or {})
+def _check_mapping(mapping, experts):
+    "Refuse a mapping that gives a file an expert that is not one of `experts` (when those are given)."
     for key, e in mapping.items():
         if experts and e is not None and e not in experts:
-            raise DataError(f"the mapping gives {os.fspath(key)!r} the expert {e!r}, which is not one of the experts ({', '.join(experts)}){did_you_mean(e, experts)}")
+            raise DataError(f"the mapping gives {os.fspath(key)!r} the expert {e!r}, which is not one of the experts "
+                            f"({', '.join(experts)}){did_you_mean(e, experts) or '.'}")
+
+# %% ../nbs/09_data.ipynb #301f42c8
+def _root_files(root) -> tuple[list[Path], Path | None]:
+    "The data files of one root, sorted, and the folder they were found under (None when the root is a file)."
+    r = Path(os.path.abspath(os.fspath(root)))
+    if not r.exists():
+        raise DatasetNotFoundError(f"{r} does not exist. Give a folder of data files (searched recursively) or a data "
+                                   "file.")
+    if r.is_file(): return [DatasetFile.of(r).path], None
+    found = sorted(_walk(r), key=lambda p: p.relative_to(r).parts)
+    if not found:
+        raise DatasetNotFoundError(f"{r} holds no dataset file: looked for {_kinds()} files in it and its subfolders "
+                                   "(hidden ones skipped). Add data there, or give another folder.")
+    return found, r
+
+# %% ../nbs/09_data.ipynb #2b2d43a6
+def discover_datasets(roots, mapping=None, experts=None) -> Datasets:
+    "Every data file under `roots` (folders searched recursively, or files), named by dataset, tagged with its expert."
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+    if not roots:
+        raise DatasetNotFoundError("no dataset folder was given: give a folder (searched recursively) or a data file.")
+    experts, mapping = list(experts or ()), dict(mapping or {})
+    _check_mapping(mapping, experts)
     out, seen, used = Datasets(), set(), set()
-    for root in roots:
-        r = Path(os.path.abspath(os.fspath(root)))
-        if not r.exists(): raise DatasetNotFoundError(f"{r} does not exist. Give a folder of data files (searched recursively) or a data file.")
-        if r.is_file(): found, r = [DatasetFile.of(r).path], None
-        else:
-            found = sorted(_walk(r), key=lambda p: p.relative_to(r).parts)
-            if not found: raise DatasetNotFoundError(f"{r} holds no dataset file: looked for {_kinds()} files in it and its subfolders (hidden ones skipped). Add data there, or give another folder.")
+    for found, r in map(_root_files, roots):
         for p in found:
             if (real := os.path.realpath(p)) in seen: continue
             seen.add(real)
@@ -134,21 +167,15 @@ def discover_datasets(roots, mapping=None, experts=None) -> Datasets:
             out.append(f)
     if unused := [k for k in mapping if k not in used]:
         names = ", ".join(sorted({f.name for f in out}))
-        raise DatasetNotFoundError(f"the mapping names {', '.join(repr(os.fspath(k)) for k in unused)}, which matches no dataset name or path found (datasets: {names}). Check the spelling, or give the file or folder path.")
+        raise DatasetNotFoundError(f"the mapping names {', '.join(repr(os.fspath(k)) for k in unused)}, which matches "
+                                   f"no dataset name or path found (datasets: {names}). Check the spelling, or give "
+                                   "the file or folder path.")
     return out
 
 # %% ../nbs/09_data.ipynb #83012cbf
-TEXT_FIELDS = ("text", "content", "code", "document", "body", "passage", "story")
-PAIR_FIELDS = (("prompt", "completion"), ("prompt", "response"), ("prompt", "answer"), ("instruction", "output"),
-               ("instruction", "response"), ("question", "answer"), ("question", "response"), ("query", "response"),
-               ("query", "answer"), ("input", "output"), ("input", "target"), ("source", "target"), ("context", "response"))
-CHAT_FIELDS = ("messages", "conversations", "conversation", "dialog", "dialogue")
-ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "bot": "assistant",
-         "model": "assistant", "system": "system", "tool": "tool"}
-
 @dataclass(frozen=True)
 class Example:
-    "One training document: `prompt` (context; empty for plain text) followed by `completion` (what a completion-only loss learns)."
+    "One training document: a `prompt` (context; empty for plain text), then the `completion` that the loss learns."
     prompt: str
     completion: str
     expert: str | None = None   # the teacher of this sample; None: none assigned
@@ -157,6 +184,14 @@ class Example:
 
     @property
     def text(self) -> str: return self.prompt + self.completion
+
+# %% ../nbs/09_data.ipynb #442056aa
+TEXT_FIELDS = ("text", "content", "code", "document", "body", "passage", "story")
+PAIR_FIELDS = (("prompt", "completion"), ("prompt", "response"), ("prompt", "answer"), ("instruction", "output"),
+               ("instruction", "response"), ("question", "answer"), ("question", "response"), ("query", "response"),
+               ("query", "answer"), ("input", "output"), ("input", "target"), ("source", "target"),
+               ("context", "response"))
+CHAT_FIELDS = ("messages", "conversations", "conversation", "dialog", "dialogue")
 
 def detect_fields(record) -> tuple | None:
     "The shape of a record, `('chat' | 'pair' | 'text', field names)`, or None when no known field is there."
@@ -172,42 +207,59 @@ def detect_fields(record) -> tuple | None:
 
 # %% ../nbs/09_data.ipynb #dac94632
 def _kind(v) -> str:
-    if v is None: return "null"
+    "What `v` is, as a message says it: a list, an object, true/false, else JSON's name for it (`json_type_name`)."
     if isinstance(v, bool): return "true/false"
-    if isinstance(v, (int, float)): return "a number"
-    if isinstance(v, str): return "a string"
-    return "a list" if isinstance(v, (list, tuple)) else "an object" if isinstance(v, dict) else f"a {type(v).__name__}"
+    if isinstance(v, (list, tuple)): return "a list"
+    if isinstance(v, dict): return "an object"
+    base = next((t for t in (str, int, float) if isinstance(v, t)), type(v))  # numpy's float64 is a number too
+    return json_type_name(base()) if base in (str, int, float, type(None)) else f"a {type(v).__name__}"
 
 def _text(v, field, where) -> str:
+    "The text of a field: a string as it is, a number as text, null as empty."
     if isinstance(v, str): return v
     if v is None: return ""
     if isinstance(v, (int, float)) and not isinstance(v, bool): return str(v)
     raise DataFormatError(f"{where}: the field {field!r} holds {_kind(v)}; expected text.")
 
+# %% ../nbs/09_data.ipynb #8afe4fd6
+ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "bot": "assistant",
+         "model": "assistant", "system": "system", "tool": "tool"}
+
 def _messages(v, field, where) -> list[dict]:
     "Chat messages as `{role, content}` dicts, roles normalised (human -> user, gpt -> assistant), text parts joined."
     if not isinstance(v, list) or not v:
-        raise DataFormatError(f"{where}: {field!r} should be a non-empty list of messages ({{role, content}} or {{from, value}}), got {_kind(v) if v != [] else 'an empty list'}.")
+        raise DataFormatError(f"{where}: {field!r} should be a non-empty list of messages ({{role, content}} or "
+                              f"{{from, value}}), got {_kind(v) if v != [] else 'an empty list'}.")
     out = []
     for i, m in enumerate(v):
-        if not isinstance(m, dict): raise DataFormatError(f"{where}: message {i} of {field!r} is {_kind(m)}; expected an object with role and content.")
+        if not isinstance(m, dict):
+            raise DataFormatError(f"{where}: message {i} of {field!r} is {_kind(m)}; expected an object with role and "
+                                  "content.")
         role, content = m.get("role", m.get("from")), m.get("content", m.get("value", m.get("text")))
         r = ROLES.get(role.lower()) if isinstance(role, str) else None
-        if r is None: raise DataFormatError(f"{where}: message {i} has the role {role!r}; expected one of user, assistant, system, tool (or human, gpt).")
+        if r is None:
+            raise DataFormatError(f"{where}: message {i} has the role {role!r}; expected one of user, assistant, "
+                                  "system, tool (or human, gpt).")
         if isinstance(content, list):  # multimodal-style parts: keep the text ones
-            content = "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type", "text") == "text")
+            content = "".join(p.get("text") or "" for p in content
+                              if isinstance(p, dict) and p.get("type", "text") == "text")
         out.append({"role": r, "content": _text(content, f"{field}[{i}].content", where)})
     return out
 
+# %% ../nbs/09_data.ipynb #facf1c91
 def render_chat(messages, tokenizer, where="a conversation") -> tuple[str, str]:
-    "(prompt, completion) of a chat: everything before the last assistant message with the generation prompt, and that message as the template writes it."
+    "(prompt, completion) of a chat: all before the last assistant message, and that message as the template writes it."
     if tokenizer is None:
-        raise ChatTemplateError(f"{where}: chat messages are rendered with the student's chat template, and no tokenizer was given. Pass tokenizer=...")
+        raise ChatTemplateError(f"{where}: chat messages are rendered with the student's chat template, and no "
+                                "tokenizer was given. Pass tokenizer=...")
     if not getattr(tokenizer, "chat_template", None):
-        raise ChatTemplateError(f"{where}: chat messages need a tokenizer with a chat template, and the tokenizer given has none. "
-                                "Use an instruct model's tokenizer, set tokenizer.chat_template, or store the data as prompt/completion fields.")
+        raise ChatTemplateError(f"{where}: chat messages need a tokenizer with a chat template, and the tokenizer "
+                                "given has none. Use an instruct model's tokenizer, set tokenizer.chat_template, or "
+                                "store the data as prompt/completion fields.")
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
-    if last is None: raise DataFormatError(f"{where}: the conversation has no assistant message, so there is nothing to learn from it.")
+    if last is None:
+        raise DataFormatError(f"{where}: the conversation has no assistant message, so there is nothing to learn "
+                              "from it.")
     try:
         prompt = tokenizer.apply_chat_template(messages[:last], tokenize=False, add_generation_prompt=True)
         full = tokenizer.apply_chat_template(messages[:last + 1], tokenize=False)
@@ -216,30 +268,46 @@ def render_chat(messages, tokenizer, where="a conversation") -> tuple[str, str]:
     completion = full[len(prompt):] if full.startswith(prompt) else messages[last]["content"]
     return prompt, completion.rstrip()
 
-def record_to_example(record, tokenizer=None, *, expert=None, dataset=None, source="", where=None, pairs_as_chat=False) -> Example:
-    "The `Example` of one record (plain text, prompt + completion, or chat messages rendered with `tokenizer`'s chat template)."
+# %% ../nbs/09_data.ipynb #88093e49
+def _pair(record, names, where, tokenizer=None, pairs_as_chat=False) -> tuple[str, str]:
+    "(prompt, completion) of a pair record: prompt fields joined by a blank line, a newline where the two would touch."
+    prompt = "\n\n".join(p for p in (_text(record[k], k, where) for k in names[:-1]) if p.strip())
+    completion = _text(record[names[-1]], names[-1], where)
+    if pairs_as_chat:
+        return render_chat([{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
+                           tokenizer, where)
+    if prompt and completion and not prompt[-1].isspace() and not completion[0].isspace(): prompt += "\n"
+    return prompt, completion
+
+# %% ../nbs/09_data.ipynb #49bf3a8c
+def _unknown(record, where) -> DataFormatError:
+    "The error for a record that is not an object, or holds no field Nexus knows."
+    if not isinstance(record, dict):
+        return DataFormatError(f"{where}: expected a record (an object of fields), got {_kind(record)}.")
+    fields = ", ".join(map(repr, sorted(map(str, record))[:12])) or "none"
+    return DataFormatError(f"{where}: no known field among {fields}: expected text (text, content, code, ...), a "
+                           "prompt and a completion (prompt/completion, instruction/output, question/answer, ...) or "
+                           "chat messages (messages, conversations).")
+
+def record_to_example(record, tokenizer=None, *, expert=None, dataset=None, source="", where=None,
+                      pairs_as_chat=False) -> Example:
+    "The `Example` of one record: plain text, prompt + completion, or chat messages rendered with `tokenizer`."
     where = where or source or "a record"
-    shape = detect_fields(record)
-    if shape is None:
-        if not isinstance(record, dict): raise DataFormatError(f"{where}: expected a record (an object of fields), got {_kind(record)}.")
-        raise DataFormatError(f"{where}: no known field among {', '.join(map(repr, sorted(map(str, record))[:12])) or 'none'}: expected text "
-                              "(text, content, code, ...), a prompt and a completion (prompt/completion, instruction/output, question/answer, ...) "
-                              "or chat messages (messages, conversations).")
+    if (shape := detect_fields(record)) is None: raise _unknown(record, where)
     kind, names = shape
     if kind == "text": prompt, completion = "", _text(record[names[0]], names[0], where)
-    elif kind == "chat": prompt, completion = render_chat(_messages(record[names[0]], names[0], where), tokenizer, where)
-    else:
-        prompt = "\n\n".join(p for p in (_text(record[k], k, where) for k in names[:-1]) if p.strip())
-        completion = _text(record[names[-1]], names[-1], where)
-        if pairs_as_chat: prompt, completion = render_chat([{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}], tokenizer, where)
-        elif prompt and completion and not prompt[-1].isspace() and not completion[0].isspace(): prompt += "\n"
-    if not (prompt + completion).strip(): raise DataFormatError(f"{where}: the record holds no text (its field(s) {', '.join(names)} are empty).")
+    elif kind == "chat":
+        prompt, completion = render_chat(_messages(record[names[0]], names[0], where), tokenizer, where)
+    else: prompt, completion = _pair(record, names, where, tokenizer, pairs_as_chat)
+    if not (prompt + completion).strip():
+        raise DataFormatError(f"{where}: the record holds no text (its field(s) {', '.join(names)} are empty).")
     return Example(prompt, completion, expert, source, dataset)
 
 # %% ../nbs/09_data.ipynb #1d9e373e
 _BOM = b"\xef\xbb\xbf"
 
 def _open(path, mode="rb", **kw):
+    "`open`, its errors told as `_read_error` tells them."
     try: return open(path, mode, **kw)
     except OSError as e: raise _read_error(path, e) from None
 
@@ -249,17 +317,20 @@ def _utf8(raw: bytes, path, line=1) -> str:
     except UnicodeDecodeError as e:
         at = line + raw.count(b"\n", 0, e.start)
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise DataReadError(f"{path}, line {at}: not UTF-8 text (byte {raw[e.start]:#04x} at column {col}). Save the file as UTF-8.") from None
+        raise DataReadError(f"{path}, line {at}: not UTF-8 text (byte {raw[e.start]:#04x} at column {col}). "
+                            "Save the file as UTF-8.") from None
 
+# %% ../nbs/09_data.ipynb #c16f56b6
 def _record(obj, where) -> dict:
     "A record as a dict: an object as it is, a bare string as a text record."
     if isinstance(obj, dict): return obj
     if isinstance(obj, str): return {"text": obj}
     raise DataFormatError(f"{where}: expected a JSON object (a record), got {_kind(obj)}.")
 
+# %% ../nbs/09_data.ipynb #3017d6c4
 class _Reader:
-    "The records of one file: `count()` without parsing them where the format allows, `read(indices)` parsing only those."
-    unit = "line"
+    "The records of one file: `count()`, without parsing them where it can, and `read(indices)`, parsing only those."
+    unit = "line"  # what an error numbers a record by
     def __init__(self, file: DatasetFile): self.file, self.path = file, file.path
     def where(self, n) -> str: return f"{self.path}, {self.unit} {n}"
     def _decode(self, n, raw): return raw
@@ -279,7 +350,9 @@ class _Reader:
                     if j == len(want): return
         finally: it.close()
 
+# %% ../nbs/09_data.ipynb #6b3e0d0e
 class _Jsonl(_Reader):
+    "JSON Lines: a record per non-blank line."
     def _raw(self):
         with _open(self.path) as f:
             for n, line in enumerate(f, 1):
@@ -289,12 +362,32 @@ class _Jsonl(_Reader):
     def _decode(self, n, raw):
         try: obj = json.loads(_utf8(raw, self.path, n))
         except json.JSONDecodeError as e:
-            raise DataFormatError(f"{self.where(n)}: not valid JSON ({e.msg} at column {e.colno}). A .jsonl file holds one JSON object per line.") from None
+            raise DataFormatError(f"{self.where(n)}: not valid JSON ({e.msg} at column {e.colno}). A .jsonl file "
+                                  "holds one JSON object per line.") from None
         return _record(obj, self.where(n))
 
+# %% ../nbs/09_data.ipynb #8579b8cf
 _LIST_KEYS = ("data", "train", "examples", "records", "rows", "instances", "items", "samples")
 
+def _json_records(obj, path) -> list:
+    "The records of a parsed JSON document: its array, the list under a usual key, the only list of objects, or itself."
+    if isinstance(obj, dict):
+        key = next((k for k in _LIST_KEYS if isinstance(obj.get(k), list)), None)
+        if key is None and detect_fields(obj) is None:
+            lists = [k for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+            if len(lists) != 1:
+                raise DataFormatError(f"{path}: a JSON object with the keys {', '.join(map(repr, list(obj)[:12]))}: "
+                                      "expected an array of records, or an object holding one under 'data', 'train' "
+                                      "or 'examples'.")
+            key = lists[0]
+        obj = obj[key] if key is not None else [obj]
+    if not isinstance(obj, list):
+        raise DataFormatError(f"{path}: the file holds {_kind(obj)}; expected an array of records (JSON objects).")
+    return obj
+
+# %% ../nbs/09_data.ipynb #0bf373f6
 class _Json(_Reader):
+    "A JSON document's records, numbered as records (JSON Lines saved as `.json`: by line)."
     unit = "record"
     def __init__(self, file):
         super().__init__(file)
@@ -309,18 +402,9 @@ class _Json(_Reader):
             if e.msg == "Extra data":  # one JSON value after another: JSON Lines saved as .json
                 self.unit, self._lines = "line", _Jsonl(self.file)
                 return None
-            raise DataFormatError(f"{self.path}, line {e.lineno}: not valid JSON ({e.msg} at column {e.colno}).") from None
-        if isinstance(obj, dict):
-            key = next((k for k in _LIST_KEYS if isinstance(obj.get(k), list)), None)
-            if key is None and detect_fields(obj) is None:
-                lists = [k for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
-                if len(lists) != 1:
-                    raise DataFormatError(f"{self.path}: a JSON object with the keys {', '.join(map(repr, list(obj)[:12]))}: expected an array of records, "
-                                          "or an object holding one under 'data', 'train' or 'examples'.")
-                key = lists[0]
-            obj = obj[key] if key is not None else [obj]
-        if not isinstance(obj, list): raise DataFormatError(f"{self.path}: the file holds {_kind(obj)}; expected an array of records (JSON objects).")
-        return list(enumerate(obj, 1))
+            raise DataFormatError(f"{self.path}, line {e.lineno}: not valid JSON ({e.msg} at column "
+                                  f"{e.colno}).") from None
+        return list(enumerate(_json_records(obj, self.path), 1))
 
     def _raw(self):
         if self._items is None and self._lines is None: self._items = self._load()
@@ -328,6 +412,7 @@ class _Json(_Reader):
 
     def _decode(self, n, raw): return self._lines._decode(n, raw) if self._lines else _record(raw, self.where(n))
 
+# %% ../nbs/09_data.ipynb #643c3179
 @contextmanager
 def _big_csv_fields():
     "Let a csv field be as long as a document (the default limit is 128 KiB); restored afterwards."
@@ -336,9 +421,11 @@ def _big_csv_fields():
     try: yield
     finally: csv.field_size_limit(old)
 
+# %% ../nbs/09_data.ipynb #7b192519
 class _Csv(_Reader):
+    "A csv (or tsv) file's rows, keyed by its header, numbered by the line where each starts."
     def _lines(self):
-        "The file's lines, decoded one by one (so a bad byte is reported at its line), line ends kept as csv wants them."
+        "The file's lines, decoded one at a time (a bad byte is reported at its line), line ends kept as csv wants."
         with _open(self.path) as f:
             for n, raw in enumerate(f, 1): yield _utf8(raw.removeprefix(_BOM) if n == 1 else raw, self.path, n)
 
@@ -352,19 +439,23 @@ class _Csv(_Reader):
                 if header is None or not any(h.strip() for h in header): return
                 header, line = [h.strip() for h in header], r.line_num
                 if dup := sorted({h for h in header if header.count(h) > 1}):
-                    raise DataFormatError(f"{self.path}, line 1: the header names {', '.join(map(repr, dup))} more than once. Give every column its own name.")
+                    raise DataFormatError(f"{self.path}, line 1: the header names {', '.join(map(repr, dup))} more "
+                                          "than once. Give every column its own name.")
                 for row in r:
                     start, line = line + 1, r.line_num
                     if not any(c.strip() for c in row): continue
                     if len(row) != len(header):
-                        raise DataFormatError(f"{self.path}, line {start}: {len(row)} fields, but the header has {len(header)}. "
-                                              f"Quote fields that hold {'tabs' if delim == chr(9) else 'commas'} or line breaks.")
+                        raise DataFormatError(f"{self.path}, line {start}: {len(row)} fields, but the header has "
+                                              f"{len(header)}. Quote fields that hold "
+                                              f"{'tabs' if delim == chr(9) else 'commas'} or line breaks.")
                     yield start, dict(zip(header, row))
             except csv.Error as e:
                 raise DataFormatError(f"{self.path}, line {r.line_num}: {e}.") from None
             finally: lines.close()
 
+# %% ../nbs/09_data.ipynb #901b381d
 class _Txt(_Reader):
+    "A text file's paragraphs, each a text record numbered by its first line."
     def _raw(self):
         "(first line, lines) of each paragraph."
         with _open(self.path) as f:
@@ -381,28 +472,34 @@ class _Txt(_Reader):
 
     def _decode(self, n, raw): return {"text": _utf8(b"".join(raw), self.path, n).replace("\r\n", "\n").rstrip()}
 
+# %% ../nbs/09_data.ipynb #d9003579
 def _pyarrow(path):
+    "`pyarrow.parquet`, imported on first use; without pyarrow, an error that says how to install it."
     try: import pyarrow.parquet as pq
-    except ImportError: raise DataReadError(f"{path} is a Parquet file, and reading Parquet needs pyarrow, which is not installed: "
-                                            "`pip install pyarrow` (or convert the file to JSON Lines).") from None
+    except ImportError:
+        raise DataReadError(f"{path} is a Parquet file, and reading Parquet needs pyarrow, which is not installed: "
+                            "`pip install pyarrow` (or convert the file to JSON Lines).") from None
     return pq
 
-class _Parquet(_Reader):
-    unit = "row"
-    def _file(self):
-        pq = _pyarrow(self.path)
-        try: return pq.ParquetFile(self.path)
-        except OSError as e:
-            if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)): raise _read_error(self.path, e) from None
-            raise DataReadError(f"{self.path} can't be read as Parquet: {e}. Check that the file is complete.") from None
-        except Exception as e:  # pyarrow.ArrowInvalid and kin: not a Parquet file
-            raise DataReadError(f"{self.path} can't be read as Parquet: {e}. Check that the file is complete.") from None
+def _parquet_file(path):
+    "The `pyarrow.parquet.ParquetFile` of `path`, or a `DataReadError` that says why it can't be read."
+    pq = _pyarrow(path)
+    try: return pq.ParquetFile(path)
+    except OSError as e:
+        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)): raise _read_error(path, e) from None
+        raise DataReadError(f"{path} can't be read as Parquet: {e}. Check that the file is complete.") from None
+    except Exception as e:  # pyarrow.ArrowInvalid and kin: not a Parquet file
+        raise DataReadError(f"{path} can't be read as Parquet: {e}. Check that the file is complete.") from None
 
-    def count(self) -> int: return self._file().metadata.num_rows
+# %% ../nbs/09_data.ipynb #151c186a
+class _Parquet(_Reader):
+    "A Parquet file's rows, numbered by row, counted from its metadata and read a row group at a time."
+    unit = "row"
+    def count(self) -> int: return _parquet_file(self.path).metadata.num_rows
 
     def read(self, indices=None):
-        "Rows by row group: only the groups holding a wanted row are read."
-        pf = self._file()
+        "(row, record) of every row, or of those at the 0-based `indices`: only the groups holding one are read."
+        pf = _parquet_file(self.path)
         md = pf.metadata
         want = None if indices is None else sorted(set(indices))
         start, j = 0, 0
@@ -421,28 +518,33 @@ class _Parquet(_Reader):
             start += size
             if want is not None and j == len(want): return
 
+# %% ../nbs/09_data.ipynb #c178a2fb
 _READERS = {"jsonl": _Jsonl, "json": _Json, "csv": _Csv, "txt": _Txt, "parquet": _Parquet}
 
-# %% ../nbs/09_data.ipynb #c178a2fb
 def _as_file(f) -> DatasetFile: return f if isinstance(f, DatasetFile) else DatasetFile.of(f)
-
-def _empty(f: DatasetFile) -> EmptyDatasetError:
-    extra = " (or a header and no rows)" if f.format == "csv" else " (or an empty list)" if f.format == "json" else ""
-    return EmptyDatasetError(f"{f.path} holds no records: it is empty or holds only blank lines{extra}. Fill it, or move it out of the dataset folder.")
 
 def _reader(f: DatasetFile) -> _Reader: return _READERS[f.format](f)
 
+# %% ../nbs/09_data.ipynb #9da8eb23
+def _empty(f: DatasetFile) -> EmptyDatasetError:
+    "The error for a file that holds no records."
+    extra = " (or a header and no rows)" if f.format == "csv" else " (or an empty list)" if f.format == "json" else ""
+    return EmptyDatasetError(f"{f.path} holds no records: it is empty or holds only blank lines{extra}. Fill it, or "
+                             "move it out of the dataset folder.")
+
 def _count(f: DatasetFile, r: _Reader) -> int:
+    "How many records `r` finds in `f`; none is an error."
     if (n := r.count()) == 0: raise _empty(f)
     return n
 
 def count_records(file) -> int:
-    "How many records `file` holds, counted without parsing them where the format allows. No records is an `EmptyDatasetError`."
+    "How many records `file` holds, counted without parsing them where the format allows; none is an error."
     f = _as_file(file)
     return _count(f, _reader(f))
 
+# %% ../nbs/09_data.ipynb #536d2e1b
 def read_records(file, indices=None):
-    "(number, record) of each record of `file`, or of those at the 0-based `indices`: the number is the line (jsonl, csv, txt), record (json) or row (parquet)."
+    "(number, record) of each record of `file` (or those at the 0-based `indices`), numbered by line, record or row."
     f = _as_file(file)
     seen = False
     for n, rec in _reader(f).read(indices):
@@ -450,12 +552,15 @@ def read_records(file, indices=None):
         yield n, rec
     if not seen and indices is None: raise _empty(f)
 
+# %% ../nbs/09_data.ipynb #894c126e
 def _examples(f: DatasetFile, r: _Reader, indices, tokenizer, pairs_as_chat):
+    "The `Example`s of the records of `f` at `indices` (all when None), read with `r`."
     for n, rec in r.read(indices):
-        yield record_to_example(rec, tokenizer, expert=f.expert, dataset=f.name, source=r.where(n), pairs_as_chat=pairs_as_chat)
+        yield record_to_example(rec, tokenizer, expert=f.expert, dataset=f.name, source=r.where(n),
+                                pairs_as_chat=pairs_as_chat)
 
 def read_examples(file, tokenizer=None, *, pairs_as_chat=False):
-    "Every record of `file` as an `Example` tagged with the file's expert and dataset (`tokenizer` renders chat records)."
+    "Every record of `file` as an `Example` tagged with the file's expert and dataset (`tokenizer` renders chats)."
     f = _as_file(file)
     seen = False
     for ex in _examples(f, _reader(f), None, tokenizer, pairs_as_chat):
@@ -465,13 +570,14 @@ def read_examples(file, tokenizer=None, *, pairs_as_chat=False):
 
 # %% ../nbs/09_data.ipynb #4b36ec22
 def ladder_sample_size(mode) -> int:
-    "Samples drawn on a rung of the scaling ladder: debug 50, standard 500, production 5000 (`nexus.state.LADDER`)."
+    "Samples drawn on a rung of the scaling ladder: debug 50, standard 500, production 5000 (`nexus.settings.LADDER`)."
     if isinstance(mode, str) and mode in LADDER: return LADDER[mode]
     rungs, hint = ", ".join(f"{m} ({n})" for m, n in LADDER.items()), did_you_mean(mode, LADDER)
     raise DataError(f"unknown mode {mode!r}{hint or '.'} The scaling ladder's rungs are {rungs}.")
 
+# %% ../nbs/09_data.ipynb #190303a9
 def fair_shares(sizes: dict, n: int, seed=0) -> dict:
-    "How many of `n` draws each group of `sizes` ({group: records}) gets: equal shares, capped at each group's size, the cap's excess given to the others."
+    "How many of `n` draws each group of `sizes` ({group: records}) gets: equal shares, what one can't use to the rest."
     share = {k: 0 for k in sizes}
     left, active = min(n, sum(sizes.values())), [k for k in sizes if sizes[k] > 0]
     rng = random.Random(f"{seed}/shares")
@@ -491,12 +597,14 @@ def fair_shares(sizes: dict, n: int, seed=0) -> dict:
 def _sort_key(k): return (k is None, str(k))
 
 def _check_count(v, what, allow_none=False):
+    "`v` when it is a whole number of at least 0 (or None, when allowed); else a `DataError` naming `what`."
     if (v is None and allow_none) or (isinstance(v, int) and not isinstance(v, bool) and v >= 0): return v
-    raise DataError(f"{what} must be a whole number of at least 0{' (or None for all)' if allow_none else ''}, got {v!r}.")
+    raise DataError(f"{what} must be a whole number of at least 0{' (or None for all)' if allow_none else ''}, "
+                    f"got {v!r}.")
 
-def sample_examples(sources, sample_size, seed=0, tokenizer=None, *, pairs_as_chat=False) -> list[Example]:
-    "`sample_size` `Example`s drawn from `sources` (`DatasetFile`s, paths or `Example`s), seeded, fair across experts and datasets."
-    _check_count(sample_size, "sample_size", allow_none=True)
+# %% ../nbs/09_data.ipynb #5faeddea
+def _sample_groups(sources) -> dict:
+    "{(expert, dataset): parts}: the group's files (with their readers) by path, then its given `Example`s, sorted."
     if isinstance(sources, (str, os.PathLike, DatasetFile, Example)): sources = [sources]
     files, given, seen = {}, {}, set()  # (expert, dataset) -> [(DatasetFile, reader)] / [Example]
     for s in sources:
@@ -504,32 +612,46 @@ def sample_examples(sources, sample_size, seed=0, tokenizer=None, *, pairs_as_ch
         elif (f := _as_file(s)) not in seen:  # a file given twice is sampled once
             seen.add(f)
             files.setdefault((f.expert, f.name), []).append((f, _reader(f)))
-    groups = {}  # (expert, dataset) -> parts: its files by path, then its given examples in a canonical order
+    groups = {}
     for k in {**files, **given}:
         groups[k] = sorted(files.get(k, []), key=lambda p: str(p[0].path))
         if k in given: groups[k].append(sorted(given[k], key=lambda e: (e.source, e.prompt, e.completion)))
+    return groups
+
+def _picked(parts, sizes, picks, tokenizer, pairs_as_chat) -> list[Example]:
+    "The examples at the sorted positions `picks` of a group whose parts (files or lists) hold `sizes` records."
+    out, start = [], 0
+    for part, size in zip(parts, sizes):
+        lo, hi = bisect.bisect_left(picks, start), bisect.bisect_left(picks, start + size)
+        local = [i - start for i in picks[lo:hi]]
+        if isinstance(part, list): out += [part[i] for i in local]
+        elif local: out += _examples(*part, local, tokenizer, pairs_as_chat)
+        start += size
+    return out
+
+# %% ../nbs/09_data.ipynb #b1e0a3e4
+def sample_examples(sources, sample_size, seed=0, tokenizer=None, *, pairs_as_chat=False) -> list[Example]:
+    "`sample_size` `Example`s drawn (seeded) from files, paths or `Example`s, fair across experts and datasets."
+    _check_count(sample_size, "sample_size", allow_none=True)
+    groups = _sample_groups(sources)
     sizes = {k: [len(p) if isinstance(p, list) else _count(*p) for p in parts] for k, parts in groups.items()}
     experts = sorted({k[0] for k in groups}, key=_sort_key)
     n = sum(map(sum, sizes.values())) if sample_size is None else sample_size
-    per_expert = fair_shares({e: sum(sum(v) for k, v in sizes.items() if k[0] == e) for e in experts}, n, f"{seed}/experts")
+    records = {e: sum(sum(v) for k, v in sizes.items() if k[0] == e) for e in experts}
+    per_expert = fair_shares(records, n, f"{seed}/experts")
     out = []
     for e in experts:
         keys = sorted((k for k in groups if k[0] == e), key=lambda k: _sort_key(k[1]))
         per_dataset = fair_shares({k: sum(sizes[k]) for k in keys}, per_expert[e], f"{seed}/{e}")
         for k in keys:
             picks = sorted(random.Random(f"{seed}/{e}/{k[1]}").sample(range(sum(sizes[k])), per_dataset[k]))
-            start = 0
-            for part, size in zip(groups[k], sizes[k]):
-                lo, hi = bisect.bisect_left(picks, start), bisect.bisect_left(picks, start + size)
-                local = [i - start for i in picks[lo:hi]]
-                if local: out += [part[i] for i in local] if isinstance(part, list) else list(_examples(*part, local, tokenizer, pairs_as_chat))
-                start += size
+            out += _picked(groups[k], sizes[k], picks, tokenizer, pairs_as_chat)
     random.Random(f"{seed}/order").shuffle(out)
     return out
 
 # %% ../nbs/09_data.ipynb #bf4a52b1
 def split_heldout(examples, heldout, seed=0) -> tuple[list, list]:
-    "(train, held-out) of `examples`: `heldout` (a count, or a fraction between 0 and 1) held out, seeded and stratified by expert."
+    "(train, held-out) of `examples`: `heldout` (a count, or a fraction) held out, seeded and stratified by expert."
     examples = list(examples)
     n = len(examples)
     if isinstance(heldout, float):
@@ -538,7 +660,8 @@ def split_heldout(examples, heldout, seed=0) -> tuple[list, list]:
     elif isinstance(heldout, int) and not isinstance(heldout, bool): k = heldout
     else: raise DataError(f"heldout must be a count or a fraction, got {heldout!r}.")
     if n < 2 or not 0 < k < n:
-        raise DataError(f"can't hold out {heldout!r} of {n} example(s): both the training and the held-out set need at least one. Draw more samples, or hold out fewer.")
+        raise DataError(f"can't hold out {heldout!r} of {n} example(s): both the training and the held-out set need at "
+                        "least one. Draw more samples, or hold out fewer.")
     groups = {}
     for i, ex in enumerate(examples): groups.setdefault(ex.expert, []).append(i)
     keys = sorted(groups, key=_sort_key)
@@ -551,7 +674,9 @@ def split_heldout(examples, heldout, seed=0) -> tuple[list, list]:
 
 # %% ../nbs/09_data.ipynb #6b556e19
 def _check_length(max_seq_length):
-    if isinstance(max_seq_length, int) and not isinstance(max_seq_length, bool) and max_seq_length >= 2: return max_seq_length
+    "`max_seq_length` when it is a whole number of at least 2; else a `DataError`."
+    if isinstance(max_seq_length, int) and not isinstance(max_seq_length, bool) and max_seq_length >= 2:
+        return max_seq_length
     raise DataError(f"max_seq_length must be a whole number of at least 2, got {max_seq_length!r}.")
 
 def _lead_ids(tokenizer) -> list[int]:
@@ -560,11 +685,14 @@ def _lead_ids(tokenizer) -> list[int]:
     at = next((i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain), 0)
     return list(full[:at])
 
+# %% ../nbs/09_data.ipynb #818802fc
 def tokenize_examples(examples, tokenizer, max_seq_length, completion_only=False) -> list[dict]:
-    "Items `{input_ids, labels, expert}` of `examples`: BOS as the tokenizer adds it, EOS at the end, labels -100 on the prompt when `completion_only`, cut at `max_seq_length`."
+    "Items `{input_ids, labels, expert}`: leading tokens, EOS, prompt labels -100 if `completion_only`, cut to length."
     _check_length(max_seq_length)
     eos = tokenizer.eos_token_id
-    if eos is None: raise DataError("the tokenizer has no EOS token, which ends every document: set tokenizer.eos_token (for example to its end-of-text token).")
+    if eos is None:
+        raise DataError("the tokenizer has no EOS token, which ends every document: set tokenizer.eos_token (for "
+                        "example to its end-of-text token).")
     examples = list(examples)
     if not examples: return []
     lead = _lead_ids(tokenizer)
@@ -581,19 +709,21 @@ def tokenize_examples(examples, tokenizer, max_seq_length, completion_only=False
             continue
         items.append({"input_ids": (p + c)[:max_seq_length], "labels": labels[:max_seq_length], "expert": ex.expert})
     if dropped:
-        warnings.warn(f"{dropped} example(s) dropped: the prompt fills all {max_seq_length} tokens, leaving no completion token to learn "
-                      "(completion_only=True). Raise max_seq_length, or shorten those prompts.", stacklevel=2)
+        warnings.warn(f"{dropped} example(s) dropped: the prompt fills all {max_seq_length} tokens, leaving no "
+                      "completion token to learn (completion_only=True). Raise max_seq_length, or shorten those "
+                      "prompts.", stacklevel=2)
     return items
 
 # %% ../nbs/09_data.ipynb #98032078
 def pack_examples(items, max_seq_length, eos_token_id=None, drop_remainder=False) -> list[dict]:
-    "Items of the same expert concatenated and cut into blocks of `max_seq_length` tokens (the last block of each expert may be shorter)."
+    "Items of the same expert concatenated and cut into blocks of `max_seq_length` (each expert's last may be shorter)."
     L = _check_length(max_seq_length)
     streams = {}
     for it in items:
         ids = list(it["input_ids"])
         labels = list(it["labels"]) if it.get("labels") is not None else list(ids)
-        if len(labels) != len(ids): raise DataError(f"an item has {len(ids)} input ids but {len(labels)} labels; they must align one to one.")
+        if len(labels) != len(ids):
+            raise DataError(f"an item has {len(ids)} input ids but {len(labels)} labels; they must align one to one.")
         s_ids, s_labels = streams.setdefault(it.get("expert"), ([], []))
         if s_ids and eos_token_id is not None and s_ids[-1] != eos_token_id:
             s_ids.append(eos_token_id)
@@ -602,20 +732,23 @@ def pack_examples(items, max_seq_length, eos_token_id=None, drop_remainder=False
         s_labels += labels
     per_expert = []
     for expert, (ids, labels) in streams.items():
-        blocks = [{"input_ids": ids[i:i + L], "labels": labels[i:i + L], "expert": expert} for i in range(0, len(ids), L)]
+        blocks = [{"input_ids": ids[i:i + L], "labels": labels[i:i + L], "expert": expert}
+                  for i in range(0, len(ids), L)]
         if drop_remainder and blocks and len(blocks[-1]["input_ids"]) < L: blocks.pop()
         per_expert.append(blocks)
     return [b for row in itertools.zip_longest(*per_expert) for b in row if b is not None]
 
 # %% ../nbs/09_data.ipynb #61c31945
 class DistillDataset:
-    "Tokenised or packed items, in a fixed order (shuffled by `seed` when given): a map-style dataset for a torch `DataLoader` or `transformers.Trainer`."
+    "Tokenised or packed items in a fixed order (shuffled by `seed` when given): a map-style dataset for torch."
     def __init__(self, items, seed=None):
         self.items = list(items)
         if seed is not None: random.Random(f"{seed}/dataset").shuffle(self.items)
     def __len__(self): return len(self.items)
     def __getitem__(self, i): return self.items[i]
-    def __repr__(self): return f"DistillDataset({len(self)} items, experts {dict(sorted(self.expert_counts().items(), key=lambda kv: _sort_key(kv[0])))})"
+    def __repr__(self):
+        counts = dict(sorted(self.expert_counts().items(), key=lambda kv: _sort_key(kv[0])))
+        return f"DistillDataset({len(self)} items, experts {counts})"
 
     def expert_counts(self) -> dict:
         "{expert: items}."
@@ -623,78 +756,101 @@ class DistillDataset:
         for it in self.items: out[it.get("expert")] = out.get(it.get("expert"), 0) + 1
         return out
 
+# %% ../nbs/09_data.ipynb #20d78e77
 def _ints(x) -> list[int]: return [int(v) for v in (x.tolist() if hasattr(x, "tolist") else x)]
 
+def _rows(features) -> list[tuple[list[int], list[int]]]:
+    "(input ids, labels) of each item, as lists of ints; labels default to the ids."
+    rows = []
+    for f in features:
+        ids = _ints(f["input_ids"])
+        labels = _ints(f["labels"]) if f.get("labels") is not None else list(ids)
+        if not ids or len(labels) != len(ids):
+            raise DataError(f"an item has {len(ids)} input ids and {len(labels)} labels; they must be as many, and at "
+                            "least one.")
+        rows.append((ids, labels))
+    return rows
+
+def _padded(rows, pad_token_id, pad_to_multiple_of=None) -> dict:
+    "`input_ids`, `attention_mask` and `labels` tensors of (ids, labels) rows, padded on the right to the longest."
+    import torch
+    L = max(len(ids) for ids, _ in rows)
+    if pad_to_multiple_of: L = -(-L // pad_to_multiple_of) * pad_to_multiple_of
+    B = len(rows)
+    input_ids = torch.full((B, L), pad_token_id, dtype=torch.long)
+    labels = torch.full((B, L), -100, dtype=torch.long)
+    mask = torch.zeros((B, L), dtype=torch.long)
+    for i, (ids, lab) in enumerate(rows):
+        input_ids[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        labels[i, :len(ids)] = torch.tensor(lab, dtype=torch.long)
+        mask[i, :len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+# %% ../nbs/09_data.ipynb #f7213627
 class DistillCollator:
-    "Pads items to the longest in the batch: `input_ids`, `attention_mask`, `labels` (-100 on padding) and, given `experts`, each sample's `teacher_index` (-1: none)."
+    "A batch of items padded to the longest, and, given `experts`, each sample's `teacher_index` (-1: none)."
     def __init__(self, tokenizer=None, experts=None, pad_token_id=None, pad_to_multiple_of=None):
         if pad_token_id is None and tokenizer is not None:
             pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        if pad_token_id is None: raise DataError("DistillCollator needs a pad id: give a tokenizer that has a pad (or EOS) token, or pad_token_id=...")
+        if pad_token_id is None:
+            raise DataError("DistillCollator needs a pad id: give a tokenizer that has a pad (or EOS) token, or "
+                            "pad_token_id=...")
         self.pad_token_id, self.pad_to_multiple_of = int(pad_token_id), pad_to_multiple_of
         self.experts = None if experts is None else list(experts)
-        if self.experts is not None and len(set(self.experts)) != len(self.experts): raise DataError(f"experts must be distinct names, got {self.experts}.")
+        if self.experts is not None and len(set(self.experts)) != len(self.experts):
+            raise DataError(f"experts must be distinct names, got {self.experts}.")
         self._index = {e: i for i, e in enumerate(self.experts or ())}
 
     def teacher_index(self, expert) -> int:
         "The index of `expert` in `experts` (-1 for None)."
         if expert is None: return -1
         if expert not in self._index:
-            raise DataError(f"a sample's expert {expert!r} is not one of the experts given to the collator ({', '.join(map(str, self.experts or [])) or 'none'}). "
-                            "Give every teacher's name in experts=[...].")
+            raise DataError(f"a sample's expert {expert!r} is not one of the experts given to the collator "
+                            f"({', '.join(map(str, self.experts or [])) or 'none'}). Give every teacher's name in "
+                            "experts=[...].")
         return self._index[expert]
 
     def __call__(self, features) -> dict:
-        import torch
         if not features: raise DataError("can't collate an empty batch.")
-        rows = []
-        for f in features:
-            ids = _ints(f["input_ids"])
-            labels = _ints(f["labels"]) if f.get("labels") is not None else list(ids)
-            if not ids or len(labels) != len(ids): raise DataError(f"an item has {len(ids)} input ids and {len(labels)} labels; they must be as many, and at least one.")
-            rows.append((ids, labels))
-        L = max(len(ids) for ids, _ in rows)
-        if self.pad_to_multiple_of: L = -(-L // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        B = len(rows)
-        input_ids = torch.full((B, L), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((B, L), -100, dtype=torch.long)
-        mask = torch.zeros((B, L), dtype=torch.long)
-        for i, (ids, lab) in enumerate(rows):
-            input_ids[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-            labels[i, :len(ids)] = torch.tensor(lab, dtype=torch.long)
-            mask[i, :len(ids)] = 1
-        batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
-        if self.experts is not None: batch["teacher_index"] = torch.tensor([self.teacher_index(f.get("expert")) for f in features], dtype=torch.long)
+        batch = _padded(_rows(features), self.pad_token_id, self.pad_to_multiple_of)
+        if self.experts is not None:
+            import torch
+            batch["teacher_index"] = torch.tensor([self.teacher_index(f.get("expert")) for f in features],
+                                                  dtype=torch.long)
         return batch
 
-def build_dataset(examples, tokenizer, max_seq_length, *, packing=True, completion_only=False, seed=None) -> DistillDataset:
+# %% ../nbs/09_data.ipynb #bde77349
+def build_dataset(examples, tokenizer, max_seq_length, *, packing=True, completion_only=False,
+                  seed=None) -> DistillDataset:
     "Examples tokenised, packed per expert when `packing`, as a `DistillDataset` (shuffled by `seed` when given)."
     items = tokenize_examples(examples, tokenizer, max_seq_length, completion_only)
     if packing: items = pack_examples(items, max_seq_length, tokenizer.eos_token_id)
     return DistillDataset(items, seed)
 
 # %% ../nbs/09_data.ipynb #db6e6627
-BUILTIN_SOURCES = ("coder", "general")
-STDLIB_SKIP = frozenset({"site-packages", "dist-packages", "test", "tests", "idlelib", "turtledemo", "lib2to3", "ensurepip",
-                         "pydoc_data", "encodings", "__pycache__", "__phello__"})
-_BLOCK = re.compile(r"(async def |def |class |@|if __name__)")
-
 def corpus_path() -> Path:
     "The prose corpus shipped in the package: `nexus/corpus/general.txt`, one document per paragraph."
     return Path(str(_package_files("nexus") / "corpus" / "general.txt"))
 
+# %% ../nbs/09_data.ipynb #dd797110
+STDLIB_SKIP = frozenset({"site-packages", "dist-packages", "test", "tests", "idlelib", "turtledemo", "lib2to3",
+                         "ensurepip", "pydoc_data", "encodings", "__pycache__", "__phello__"})
+
 def stdlib_root() -> Path: return Path(sysconfig.get_paths()["stdlib"])
 
 def stdlib_files() -> list[Path]:
-    "The running interpreter's standard-library `.py` files, sorted (tests, site-packages, codec tables and demos left out)."
+    "The running interpreter's standard-library `.py` files, sorted; tests, site-packages, codecs and demos left out."
     out = []
     for dirpath, dirnames, filenames in os.walk(stdlib_root()):
         dirnames[:] = [d for d in dirnames if d not in STDLIB_SKIP and not d.startswith((".", "config-"))]
         out += [Path(dirpath, f) for f in filenames if f.endswith(".py") and not f.startswith("test_")]
     return sorted(out)
 
+# %% ../nbs/09_data.ipynb #721d38c9
+_BLOCK = re.compile(r"(async def |def |class |@|if __name__)")
+
 def code_chunks(source: str, max_chars=1500, min_chars=200) -> list[tuple[int, str]]:
-    "(first line, text) of pieces of Python source cut at top-level definitions, short neighbours merged, long ones cut at line ends."
+    "(first line, text) of pieces of Python source cut at top-level definitions, merged when short, cut when long."
     lines = source.splitlines(keepends=True)
     pieces, cur, start = [], [], 1
     def flush():
@@ -709,15 +865,19 @@ def code_chunks(source: str, max_chars=1500, min_chars=200) -> list[tuple[int, s
     flush()
     merged = []
     for s, t in pieces:
-        if merged and (len(merged[-1][1].strip()) < min_chars or len(t.strip()) < min_chars) and len(merged[-1][1]) + len(t) <= max_chars:
-            merged[-1] = (merged[-1][0], merged[-1][1] + t)
+        prev = merged[-1][1] if merged else ""
+        if merged and min(len(prev.strip()), len(t.strip())) < min_chars and len(prev) + len(t) <= max_chars:
+            merged[-1] = (merged[-1][0], prev + t)
         else: merged.append((s, t))
     return [(s, t.rstrip()[:max_chars]) for s, t in merged if len(t.strip()) >= min_chars]
 
+# %% ../nbs/09_data.ipynb #0d9ddfab
 def _stdlib_examples(n, seed, expert, max_chars) -> list[Example]:
+    "`n` chunks of standard-library source as `Example`s for `expert`, a few from each file visited in a seeded order."
     files, root = stdlib_files(), stdlib_root()
     if not files:
-        raise DataError(f"no Python source in the standard library at {root}: this interpreter ships compiled modules only. Give the coder expert datasets of your own.")
+        raise DataError(f"no Python source in the standard library at {root}: this interpreter ships compiled modules "
+                        "only. Give the coder expert datasets of your own.")
     order = list(files)
     random.Random(f"{seed}/stdlib").shuffle(order)
     per_file, most = max(1, math.ceil(n / len(files))), 0
@@ -734,19 +894,23 @@ def _stdlib_examples(n, seed, expert, max_chars) -> list[Example]:
         if len(out) >= n or per_file >= most: return out
         per_file *= 2
 
+# %% ../nbs/09_data.ipynb #59f23bfb
+BUILTIN_SOURCES = ("coder", "general")
+
 def builtin_examples(expert, n, seed=0, source=None, max_chars=1500) -> list[Example]:
-    "`n` built-in examples for `expert`, seeded: standard-library Python for 'coder', the shipped prose corpus for 'general' (`source` picks for other names)."
+    "`n` built-in examples for `expert`, seeded: standard-library Python for 'coder', shipped prose for 'general'."
     _check_count(n, "n")
     source = source or expert
     if source not in BUILTIN_SOURCES:
-        raise DataError(f"no built-in data for {source!r}: the built-in sources are 'coder' (Python from the standard library) and 'general' (prose shipped with Nexus). "
-                        f"Pass source='coder' or source='general' for the expert {expert!r}, or give it datasets of your own.")
+        raise DataError(f"no built-in data for {source!r}: the built-in sources are 'coder' (Python from the standard "
+                        "library) and 'general' (prose shipped with Nexus). Pass source='coder' or source='general' "
+                        f"for the expert {expert!r}, or give it datasets of your own.")
     if source == "coder": return _stdlib_examples(n, seed, expert, max_chars)
     return sample_examples([DatasetFile(corpus_path(), "general-corpus", "txt", expert)], n, seed)
 
 # %% ../nbs/09_data.ipynb #a4824af9
 def state_datasets(state) -> Datasets:
-    "The files of a `PipelineState`'s datasets, each named after its entry and tagged with the entry's expert (null: a teacher named like the dataset, else like a folder)."
+    "The files of a `PipelineState`'s datasets, named after their entry and tagged with its expert (null: as found)."
     teachers, out = list(state.teachers), Datasets()
     for name, cfg in state.datasets.items():
         for f in discover_datasets(cfg.path, experts=teachers):
