@@ -1,4 +1,4 @@
-"""A whole distillation run from its pipeline state: teachers, student, data, loss and trainer, then the student's KL to its teacher and perplexity on held-out text, and a plot of every loss component.
+"""A whole distillation run from its pipeline state, measured on held-out text before and after, and its loss plot.
 
 Docs: https://nexus-distill.github.io/nexus/pipeline.html.md"""
 
@@ -19,30 +19,34 @@ from .errors import TrainerError
 from .formats import atomic_write
 from .state import open_run, load_state, resolve_state, state_path, apply_flags
 from .loader import OmniModelLoader, teacher_source
-from .losses import DistillationLoss, DistillConfig
+from .losses import DistillationLoss, DistillConfig, token_divergence
 from . import data as D
 from .data import builtin_examples
-from .trainer import (DistillationTrainer, TeacherPool, TeacherRouter, GracefulStop, make_student, check_vocabularies,
-                           resolve_compile_mode)
+from .trainer import (DistillationTrainer, TeacherPool, TeacherRouter, GracefulStop, make_student,
+                           check_vocabularies, resolve_compile_mode)
 
 # %% ../nbs/11_pipeline.ipynb #0a7ea3fc
+def _heldout_logits(student, teacher, batch):
+    "Student and teacher next-token logits (fp32, on the student's device, cut to the shared vocabulary) and targets."
+    dev, tdev = next(student.parameters()).device, next(teacher.parameters()).device
+    ids, mask = batch["input_ids"], batch.get("attention_mask")
+    labels = batch.get("labels", ids).to(dev)
+    s = student(input_ids=ids.to(dev), attention_mask=None if mask is None else mask.to(dev)).logits[:, :-1].float()
+    t = teacher(input_ids=ids.to(tdev), attention_mask=None if mask is None else mask.to(tdev)).logits[:, :-1].float()
+    V = min(s.shape[-1], t.shape[-1])
+    return s[..., :V], t.to(dev)[..., :V], labels[:, 1:]
+
 @torch.no_grad()
 def heldout_metrics(student, teacher, batches) -> dict:
     """Mean per-token KL(teacher ‖ student) at temperature 1 and the student's perplexity, over `batches` (dicts
     with input_ids, attention_mask, labels), counting only tokens that have a label."""
     kl_sum = nll_sum = n = 0.0
     for b in batches:
-        dev = next(student.parameters()).device
-        ids, mask = b["input_ids"].to(dev), b.get("attention_mask")
-        mask = mask.to(dev) if mask is not None else None
-        labels = b.get("labels", b["input_ids"]).to(dev)
-        s = student(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        t = teacher(input_ids=ids.to(next(teacher.parameters()).device), attention_mask=None if mask is None else mask.to(next(teacher.parameters()).device)).logits[:, :-1].float().to(dev)
-        V = min(s.shape[-1], t.shape[-1])
-        s, t, tgt = s[..., :V].log_softmax(-1), t[..., :V].log_softmax(-1), labels[:, 1:]
+        s, t, tgt = _heldout_logits(student, teacher, b)
         keep = tgt != -100
-        kl_sum += (t.exp() * (t - s)).sum(-1)[keep].sum().item()
-        nll_sum += -s.gather(-1, tgt.clamp_min(0).unsqueeze(-1)).squeeze(-1)[keep].sum().item()
+        kl_sum += token_divergence(s, t, divergence="forward_kl", temperature=1.0)[keep].sum().item()
+        logp = s.log_softmax(-1)
+        nll_sum += -logp.gather(-1, tgt.clamp_min(0).unsqueeze(-1)).squeeze(-1)[keep].sum().item()
         n += keep.sum().item()
     if not n: raise TrainerError("the held-out batches have no labelled tokens to measure on.")
     return {"kl": kl_sum / n, "perplexity": math.exp(nll_sum / n), "tokens": int(n)}
@@ -53,10 +57,12 @@ def training_precision(precision, device):
     if precision != "auto": return precision
     return "bf16" if str(device).startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
 
+# %% ../nbs/11_pipeline.ipynb #0dd18318
 def loss_config_from_state(state) -> DistillConfig:
     "The `DistillConfig` a pipeline state describes: its `loss` section, as it is."
     return DistillConfig(**asdict(state.loss))
 
+# %% ../nbs/11_pipeline.ipynb #99e8af78
 def load_teachers(paths: dict, device="cpu", dtype="auto", attn_implementation="sdpa"):
     """Each named teacher (the thinker alone of a thinker/talker model) and its tokenizer, through `OmniModelLoader`;
     a GGUF teacher through its converted copy (`teacher_source`). Each teacher is detected once."""
@@ -67,9 +73,11 @@ def load_teachers(paths: dict, device="cpu", dtype="auto", attn_implementation="
         if src != os.fspath(path): loader = OmniModelLoader(src)
         models[name], toks[name] = loader.load(mode="thinker_only", device_map=device, torch_dtype=dtype,
                                                attn_implementation=attn_implementation)
-        if toks[name] is None: raise TrainerError(f"teacher {name!r} ({path}) has no tokenizer; distillation needs one to read the data.")
+        if toks[name] is None:
+            raise TrainerError(f"teacher {name!r} ({path}) has no tokenizer; distillation needs one to read the data.")
     return models, toks
 
+# %% ../nbs/11_pipeline.ipynb #26828de9
 @dataclass
 class DistillResult:
     "How a run ended: its exit code (0, or 130/143 when a signal stopped it), where it got to, and what it measured."
@@ -84,6 +92,7 @@ class DistillResult:
     seconds: float = 0.0
     changes: object = None  # what this invocation's flags changed in the saved state (a `nexus.state.StateDiff`)
 
+# %% ../nbs/11_pipeline.ipynb #e40f23f1
 BUILTIN_SOURCES = {"coder": "coder", "general": "general"}
 
 def builtin_datasets(run_dir, teacher_names, n, seed=0) -> dict:
@@ -96,33 +105,43 @@ def builtin_datasets(run_dir, teacher_names, n, seed=0) -> dict:
     for expert, parts in plan.items():
         folder = os.path.join(run_dir, "data", expert)
         os.makedirs(folder, exist_ok=True)
-        lines = [json.dumps({"text": e.text}) for src, k in parts for e in builtin_examples(expert, k, seed=seed, source=src)]
-        atomic_write(os.path.join(folder, "builtin.jsonl"), "\n".join(lines) + "\n")  # every process writes the same bytes
+        lines = [json.dumps({"text": e.text}) for src, k in parts
+                 for e in builtin_examples(expert, k, seed=seed, source=src)]
+        atomic_write(os.path.join(folder, "builtin.jsonl"), "\n".join(lines) + "\n")  # every process writes the same
         out[expert] = {"path": folder, "expert": expert}
     return out
 
+# %% ../nbs/11_pipeline.ipynb #1a4fa6fe
 def heldout_count(sample_size: int) -> int:
     "Samples held out to measure the student: a tenth of the training sample, at least 4, at most 64."
     return max(4, min(64, sample_size // 10))
 
+# %% ../nbs/11_pipeline.ipynb #b85de977
 def build_training_data(st, tokenizer, teacher_names, train_examples=None, heldout_examples=None):
     """(train dataset, collator, held-out batches) for a pipeline state: its datasets sampled with the ladder's
     sample size (seeded), a held-out split, tokenised and packed per expert. Examples can be given instead."""
     if train_examples is None:
         files = D.state_datasets(st)
-        if not files: raise TrainerError("no datasets: name at least one (datasets={'code': {'path': FOLDER, 'expert': 'coder'}}, or --datasets).")
+        if not files:
+            raise TrainerError("no datasets: name at least one (datasets={'code': {'path': FOLDER, 'expert': "
+                               "'coder'}}, or --datasets).")
         n_held = heldout_count(st.hyper.sample_size)
         drawn = D.sample_examples(files, st.hyper.sample_size + n_held, seed=st.hyper.seed, tokenizer=tokenizer)
         train_examples, heldout_examples = D.split_heldout(drawn, n_held, seed=st.hyper.seed)
     unknown = sorted({e.expert for e in train_examples if e.expert is not None and e.expert not in teacher_names})
-    if unknown: raise TrainerError(f"dataset expert(s) {unknown} name no teacher; the teachers are {teacher_names}. Fix the datasets' expert tags or the teachers.")
-    train = D.build_dataset(train_examples, tokenizer, st.optim.max_seq_length, packing=st.optim.packing, seed=st.hyper.seed)
-    if not len(train): raise TrainerError("the sampled data tokenised to nothing: check the datasets and max_seq_length.")
+    if unknown:
+        raise TrainerError(f"dataset expert(s) {unknown} name no teacher; the teachers are {teacher_names}. Fix the "
+                           "datasets' expert tags or the teachers.")
+    train = D.build_dataset(train_examples, tokenizer, st.optim.max_seq_length, packing=st.optim.packing,
+                            seed=st.hyper.seed)
+    if not len(train):
+        raise TrainerError("the sampled data tokenised to nothing: check the datasets and max_seq_length.")
     collator = D.DistillCollator(tokenizer, experts=teacher_names)
     held = D.tokenize_examples(heldout_examples or [], tokenizer, st.optim.max_seq_length)
     heldout = [collator(held[i:i + 8]) for i in range(0, len(held), 8)]
     return train, collator, heldout
 
+# %% ../nbs/11_pipeline.ipynb #854fedfa
 def _rank(): return int(os.environ.get("RANK", 0))
 
 def _state_for(run_dir, flags, resume):
@@ -132,11 +151,115 @@ def _state_for(run_dir, flags, resume):
     saved = load_state(run_dir) if state_path(run_dir).exists() else None
     return contextlib.nullcontext(SimpleNamespace(state=resolve_state(saved, flags or {}), update=lambda **kw: None))
 
-def _write_json(path, obj): atomic_write(path, json.dumps(obj, indent=2), f"write {os.path.basename(path)}", TrainerError)
+def _write_json(path, obj):
+    atomic_write(path, json.dumps(obj, indent=2), f"write {os.path.basename(path)}", TrainerError)
 
+# %% ../nbs/11_pipeline.ipynb #bfe6161b
+def _with_builtin_data(run, run_dir, train_examples):
+    "The run's state, with built-in datasets (saved in the state) when it names none and no examples are given."
+    st = run.state
+    if not st.datasets and train_examples is None:
+        n = st.hyper.sample_size + heldout_count(st.hyper.sample_size)
+        run.state = st = apply_flags(st, {"datasets": builtin_datasets(run_dir, list(st.teachers), n, st.hyper.seed)})
+        if _rank() == 0: run.save()
+    return st
+
+def _load_models(st, device):
+    "The teachers and their tokenizers, and the student: its own folder, or a shrunk copy of a teacher."
+    teachers, toks = load_teachers(st.teachers, device, "auto", st.optim.attn_implementation)
+    if st.student.path:
+        student, stok = OmniModelLoader(st.student.path).load(device_map=device,
+                                                              attn_implementation=st.optim.attn_implementation)
+    else:
+        base = st.student.teacher or next(iter(teachers))
+        if base not in teachers:
+            raise TrainerError(f"student.teacher {base!r} is not one of the teachers {list(teachers)}.")
+        student, stok = make_student(teachers[base], st.student.num_layers).to(device), toks[base]
+    check_vocabularies(stok, toks, student.get_output_embeddings().weight.shape[0],
+                       {n: m.get_output_embeddings().weight.shape[0] for n, m in teachers.items()})
+    return teachers, toks, student
+
+# %% ../nbs/11_pipeline.ipynb #4286625b
+def _distill_loss(st, student, teachers, train_ds, collator):
+    "The state's loss, calibrated on the first few training batches when it needs calibration."
+    loss = DistillationLoss(loss_config_from_state(st), student=student, teachers=teachers)
+    cfg, bs = loss.config, st.hyper.batch_size
+    if loss.pairs and (cfg.critical_layers == "auto" or cfg.anchor_weight > 0):
+        calib = [collator([train_ds[i] for i in range(j, min(j + bs, len(train_ds)))])
+                 for j in range(0, min(len(train_ds), 4 * bs), bs)]
+        for name, m in teachers.items(): loss.calibrate(m, calib, teacher=name)
+    return loss
+
+def _training_args(st, run_dir, device) -> TrainingArguments:
+    "The Trainer's arguments for a pipeline state on `device` (processes: the launcher's WORLD_SIZE)."
+    h, precision, world = st.hyper, training_precision(st.optim.precision, device), int(os.environ.get("WORLD_SIZE", 1))
+    return TrainingArguments(
+        output_dir=os.path.join(run_dir, "checkpoints"), per_device_train_batch_size=h.batch_size,
+        gradient_accumulation_steps=h.gradient_accumulation_steps, learning_rate=h.lr, num_train_epochs=h.epochs,
+        max_steps=h.max_steps or -1, weight_decay=h.weight_decay, warmup_steps=h.warmup_steps, seed=h.seed,
+        data_seed=h.seed, logging_steps=h.logging_steps, save_strategy="steps", save_steps=h.save_steps,
+        save_total_limit=2, report_to=[], disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+        use_cpu=device == "cpu", bf16=precision == "bf16", fp16=precision == "fp16",
+        **({"activation_checkpointing": True} if st.optim.gradient_checkpointing else {}),
+        torch_compile=st.optim.compile_mode is not None, torch_compile_mode=resolve_compile_mode(st.optim.compile_mode),
+        ddp_backend="gloo" if device == "cpu" and world > 1 else None, ddp_find_unused_parameters=False,
+        include_num_input_tokens_seen="non_padding")
+
+# %% ../nbs/11_pipeline.ipynb #6020fea5
+def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks, stop):
+    "Everything before the first step: teachers, student, data, loss, router, Trainer."
+    if not run.state.teachers:
+        raise TrainerError("no teachers: name at least one (teachers={'coder': PATH}, or --teachers coder=PATH).")
+    st = _with_builtin_data(run, run_dir, train_examples)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    teachers, toks, student = _load_models(st, device)
+    tokenizer = toks[next(iter(toks))]
+    train_ds, collator, heldout = build_training_data(st, tokenizer, list(teachers), train_examples, heldout_examples)
+    loss = _distill_loss(st, student, teachers, train_ds, collator)
+    router = TeacherRouter(st.router.mode, list(teachers), st.router.weights or None)
+    before = heldout_metrics(student, teachers[next(iter(teachers))], heldout) if heldout and not resume else None
+    args = _training_args(st, run_dir, device)
+    stop = stop or GracefulStop()
+    trainer = DistillationTrainer(
+        student=student, teachers=TeacherPool(teachers, args.device, st.optim.teacher_offload), distill_loss=loss,
+        router=router, args=args, train_dataset=train_ds, data_collator=collator, processing_class=tokenizer,
+        callbacks=[stop, *callbacks], loss_log=os.path.join(run_dir, "losses.jsonl"))
+    trainer.remove_callback(PrinterCallback)  # progress is the caller's to show
+    return trainer, stop, teachers, student, tokenizer, heldout, before
+
+# %% ../nbs/11_pipeline.ipynb #c3fb95d8
+def _before(run_dir, before, resume):
+    "The held-out metrics before training: just measured (then saved), or read back by a resumed run."
+    metrics = os.path.join(run_dir, "metrics.json")
+    if before is not None and _rank() == 0: _write_json(metrics, {"before": before})
+    elif resume and os.path.exists(metrics): before = json.load(open(metrics)).get("before")
+    return before
+
+def _train(trainer, stop, run, run_dir, resume):
+    "Train (from the last checkpoint when resuming) with the signal handlers installed while it runs."
+    last = run.state.run.last_checkpoint
+    stop.install()
+    try: trainer.train(resume_from_checkpoint=os.path.join(run_dir, last) if resume and last else None)
+    finally: stop.uninstall()
+
+def _last_checkpoint(out_dir):
+    "The newest checkpoint folder, relative to the run folder ('checkpoints/checkpoint-N'), or None."
+    if not os.path.isdir(out_dir): return None
+    names = (d for d in os.listdir(out_dir) if d.startswith("checkpoint-"))
+    last = max(names, key=lambda d: int(d.split("-")[1]), default=None)
+    return os.path.join("checkpoints", last) if last else None
+
+def _finish(result, student, tokenizer, teacher, heldout):
+    "A run that was not stopped: save the student, measure it again, save both measurements."
+    result.student_dir = os.path.join(result.run_dir, "student")
+    if _rank() == 0: student.save_pretrained(result.student_dir); tokenizer.save_pretrained(result.student_dir)
+    result.after = heldout_metrics(student, teacher, heldout) if heldout else None
+    metrics = {"before": result.before, "after": result.after}
+    if _rank() == 0: _write_json(os.path.join(result.run_dir, "metrics.json"), metrics)
 
 # %% ../nbs/11_pipeline.ipynb #05880c5f
-def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, heldout_examples=None, callbacks=(), stop=None):
+def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, heldout_examples=None, callbacks=(),
+                     stop=None):
     """Distil as the run folder's pipeline state says (flags > saved state > defaults): load the teachers, make or
     load the student, read and pack the data, train with `DistillationTrainer`, measure KL and perplexity on held-out
     text before and after. SIGINT/SIGTERM save a checkpoint and the state and return exit code 130/143; call again
@@ -145,80 +268,23 @@ def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, 
     t0, run_dir = time.time(), os.path.abspath(run_dir)
     created = not os.path.exists(run_dir)
     with _state_for(run_dir, flags, resume) as run:
-        try: trainer, stop, teachers, student, tokenizer, heldout, before = _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks, stop)
+        try: parts = _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks, stop)
         except BaseException:
             if created and _rank() == 0:  # a run that never started leaves nothing behind
                 run.close(); shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        metrics = os.path.join(run_dir, "metrics.json")
-        if before is not None and _rank() == 0: _write_json(metrics, {"before": before})
-        elif resume and os.path.exists(metrics): before = json.load(open(metrics)).get("before")
-        resume_from = os.path.join(run_dir, run.state.run.last_checkpoint) if resume and run.state.run.last_checkpoint else None
-        stop.install()
-        try: trainer.train(resume_from_checkpoint=resume_from)
-        finally: stop.uninstall()
-        step, out_dir = trainer.state.global_step, trainer.args.output_dir
-        last = max((d for d in os.listdir(out_dir) if d.startswith("checkpoint-")), key=lambda d: int(d.split("-")[1]), default=None) if os.path.isdir(out_dir) else None
-        result = DistillResult(run_dir=run_dir, exit_code=stop.exit_code, global_step=step, history=trainer.component_history,
-                               last_checkpoint=os.path.join("checkpoints", last) if last else None, before=before,
-                               changes=getattr(run, "changes", None))
-        if not stop.signum:
-            result.student_dir = os.path.join(run_dir, "student")
-            if _rank() == 0:
-                student.save_pretrained(result.student_dir); tokenizer.save_pretrained(result.student_dir)
-            result.after = heldout_metrics(student, teachers[next(iter(teachers))], heldout) if heldout else None
-            if _rank() == 0: _write_json(metrics, {"before": before, "after": result.after})
-        run.update(global_step=step, last_checkpoint=result.last_checkpoint)
+        trainer, stop, teachers, student, tokenizer, heldout, before = parts
+        before = _before(run_dir, before, resume)
+        _train(trainer, stop, run, run_dir, resume)
+        result = DistillResult(run_dir=run_dir, exit_code=stop.exit_code, global_step=trainer.state.global_step,
+                               history=trainer.component_history, before=before, changes=getattr(run, "changes", None),
+                               last_checkpoint=_last_checkpoint(trainer.args.output_dir))
+        if not stop.signum: _finish(result, student, tokenizer, teachers[next(iter(teachers))], heldout)
+        run.update(global_step=result.global_step, last_checkpoint=result.last_checkpoint)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier(); torch.distributed.destroy_process_group()  # no collective left running at exit
+        torch.distributed.barrier(); torch.distributed.destroy_process_group()
     result.seconds = time.time() - t0
     return result
-
-def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks, stop):
-    "Everything before the first step: teachers, student, data, loss, router, Trainer."
-    st = run.state
-    if not st.teachers: raise TrainerError("no teachers: name at least one (teachers={'coder': PATH}, or --teachers coder=PATH).")
-    if not st.datasets and train_examples is None:
-        run.state = st = apply_flags(st, {"datasets": builtin_datasets(run_dir, list(st.teachers), st.hyper.sample_size + heldout_count(st.hyper.sample_size), st.hyper.seed)})
-        if _rank() == 0: run.save()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = training_precision(st.optim.precision, device)
-    teachers, toks = load_teachers(st.teachers, device, "auto", st.optim.attn_implementation)
-    tokenizer = toks[next(iter(toks))]
-    if st.student.path:
-        student, stok = OmniModelLoader(st.student.path).load(device_map=device, attn_implementation=st.optim.attn_implementation)
-    else:
-        base = st.student.teacher or next(iter(teachers))
-        if base not in teachers: raise TrainerError(f"student.teacher {base!r} is not one of the teachers {list(teachers)}.")
-        student, stok = make_student(teachers[base], st.student.num_layers).to(device), toks[base]
-    check_vocabularies(stok, toks, student.get_output_embeddings().weight.shape[0],
-                       {n: m.get_output_embeddings().weight.shape[0] for n, m in teachers.items()})
-    train_ds, collator, heldout = build_training_data(st, tokenizer, list(teachers), train_examples, heldout_examples)
-    loss = DistillationLoss(loss_config_from_state(st), student=student, teachers=teachers)
-    cfg = loss.config
-    if loss.pairs and (cfg.critical_layers == "auto" or cfg.anchor_weight > 0):  # calibration data is needed
-        calib = [collator([train_ds[i] for i in range(j, min(j + st.hyper.batch_size, len(train_ds)))]) for j in range(0, min(len(train_ds), 4 * st.hyper.batch_size), st.hyper.batch_size)]
-        for name, m in teachers.items(): loss.calibrate(m, calib, teacher=name)
-    router = TeacherRouter(st.router.mode, list(teachers), st.router.weights or None)
-    before = heldout_metrics(student, teachers[next(iter(teachers))], heldout) if heldout and not resume else None
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    args = TrainingArguments(
-        output_dir=os.path.join(run_dir, "checkpoints"), per_device_train_batch_size=st.hyper.batch_size,
-        gradient_accumulation_steps=st.hyper.gradient_accumulation_steps, learning_rate=st.hyper.lr,
-        num_train_epochs=st.hyper.epochs, max_steps=st.hyper.max_steps or -1, weight_decay=st.hyper.weight_decay,
-        warmup_steps=st.hyper.warmup_steps, seed=st.hyper.seed, data_seed=st.hyper.seed, logging_steps=st.hyper.logging_steps,
-        save_strategy="steps", save_steps=st.hyper.save_steps, save_total_limit=2, report_to=[], disable_tqdm=True,
-        remove_unused_columns=False, dataloader_num_workers=0, use_cpu=device == "cpu", bf16=precision == "bf16",
-        fp16=precision == "fp16", **({"activation_checkpointing": True} if st.optim.gradient_checkpointing else {}),
-        torch_compile=st.optim.compile_mode is not None, torch_compile_mode=resolve_compile_mode(st.optim.compile_mode),
-        ddp_backend="gloo" if device == "cpu" and world > 1 else None, ddp_find_unused_parameters=False,
-        include_num_input_tokens_seen="non_padding")
-    stop = stop or GracefulStop()
-    trainer = DistillationTrainer(student=student, teachers=TeacherPool(teachers, args.device, st.optim.teacher_offload),
-                                  distill_loss=loss, router=router, args=args, train_dataset=train_ds, data_collator=collator,
-                                  processing_class=tokenizer, callbacks=[stop, *callbacks], loss_log=os.path.join(run_dir, "losses.jsonl"))
-    trainer.remove_callback(PrinterCallback)  # progress is the caller's to show
-    return trainer, stop, teachers, student, tokenizer, heldout, before
 
 # %% ../nbs/11_pipeline.ipynb #40d4c568
 def read_losses(run_dir) -> list[dict]:
@@ -230,6 +296,7 @@ def read_losses(run_dir) -> list[dict]:
         if line.strip(): r = json.loads(line); rows[r["step"]] = r
     return [rows[k] for k in sorted(rows)]
 
+# %% ../nbs/11_pipeline.ipynb #405af23a
 def plot_losses(run_dir, out=None, ax=None):
     """One line per loss component over the steps of a run (log scale); saved as `losses.png` in the run folder
     unless `ax` is given (a notebook draws into its own axes). Returns the figure's path or the axes."""

@@ -1,4 +1,4 @@
-"""Multi-teacher distillation on `transformers.Trainer`: a shrunk student, a router that picks each sample's teacher, a loss normalised over whole accumulation windows, checkpoints that resume exactly.
+"""Multi-teacher distillation on `transformers.Trainer`: a shrunk student, per-sample teacher routing, exact resumes.
 
 Docs: https://nexus-distill.github.io/nexus/trainer.html.md"""
 
@@ -10,34 +10,37 @@ __all__ = ['ROUTER_MODES', 'student_layer_indices', 'layer_stack', 'make_student
            'resolve_compile_mode', 'ProgressMonitor']
 
 # %% ../nbs/10_trainer.ipynb #f8b2cd2b
-import contextlib, copy, importlib, json, math, os, re, signal, time, warnings
+import copy, importlib, json, os, re, signal, sys, threading, time, warnings
 from types import SimpleNamespace
 import torch
 from torch import nn
+from fastcore.basics import patch
 from safetensors.torch import load_file, save_file
-from transformers import Trainer, TrainerCallback, TrainingArguments
-from .patches import load_state_allowing_tied
-from .errors import NexusError, TrainerError, VocabularyMismatchError
+from transformers import Trainer, TrainerCallback
+from transformers.modeling_utils import load_state_dict
+from transformers.trainer_utils import load_sharded_checkpoint
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+from .patches import load_state_allowing_tied, check_only_tied_missing
+from .errors import PatchError, TrainerError, VocabularyMismatchError
 
 # %% ../nbs/10_trainer.ipynb #9222c353
 def student_layer_indices(teacher_layers: int, num_layers: int) -> list[int]:
     "Every k-th teacher layer, k = teacher_layers / num_layers: 30 layers -> 6 gives [0, 5, 10, 15, 20, 25]."
     if not 0 < num_layers <= teacher_layers:
-        raise TrainerError(f"a student of {num_layers} layers can't be cut from a teacher of {teacher_layers}: choose 1..{teacher_layers}.")
+        raise TrainerError(f"a student of {num_layers} layers can't be cut from a teacher of {teacher_layers}: "
+                           f"choose 1..{teacher_layers}.")
     return [i * teacher_layers // num_layers for i in range(num_layers)]
 
+# %% ../nbs/10_trainer.ipynb #deac418a
 def layer_stack(model) -> tuple[str, nn.ModuleList]:
     "The name and module of a model's stack of decoder layers (`model.layers` for most LLMs)."
     from nexus.losses import decoder_layers
     layers = decoder_layers(model)
     return next(n for n, m in model.named_modules() if m is layers), layers
 
-def make_student(teacher, num_layers: int, layers: list[int] | None = None):
-    """A smaller copy of `teacher`: its config with `num_layers` layers, initialised from teacher layers `layers`
-    (default every k-th) and the teacher's embeddings, final norm and head. `teacher` is a model or a path."""
-    if not isinstance(teacher, nn.Module):
-        from nexus.loader import OmniModelLoader
-        teacher, _ = OmniModelLoader(teacher).load(with_tokenizer=False)
+# %% ../nbs/10_trainer.ipynb #29c5787f
+def _shrunk_config(teacher, num_layers, layers=None):
+    "The teacher's config cut to `num_layers` layers, and the teacher layers the student copies."
     cfg = copy.deepcopy(teacher.config)
     text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     L = text.num_hidden_layers
@@ -47,6 +50,10 @@ def make_student(teacher, num_layers: int, layers: list[int] | None = None):
     text.num_hidden_layers = num_layers
     for k, v in list(vars(text).items()):  # per-layer settings (Gemma's sliding/full pattern, ...) follow their layers
         if isinstance(v, list) and len(v) == L and k != "architectures": setattr(text, k, [v[i] for i in idx])
+    return cfg, idx
+
+def _copied_state(teacher, idx) -> dict:
+    "The teacher's weights named for the student: teacher layer `idx[i]` becomes layer `i`, the rest keep their names."
     name, _ = layer_stack(teacher)
     pat = re.compile(rf"^{re.escape(name)}\.(\d+)\.(.*)$")
     state = {}
@@ -56,8 +63,18 @@ def make_student(teacher, num_layers: int, layers: list[int] | None = None):
         else:
             for i, t in enumerate(idx):
                 if t == int(m.group(1)): state[f"{name}.{i}.{m.group(2)}"] = v
-    student = type(teacher)(cfg)  # built for real: buffers (rotary tables) are made from the config, as the teacher's were
-    load_state_allowing_tied(student, state, "make_student (copying the teacher's layers)")
+    return state
+
+# %% ../nbs/10_trainer.ipynb #de5e837a
+def make_student(teacher, num_layers: int, layers: list[int] | None = None):
+    """A smaller copy of `teacher`: its config with `num_layers` layers, initialised from teacher layers `layers`
+    (default every k-th) and the teacher's embeddings, final norm and head. `teacher` is a model or a path."""
+    if not isinstance(teacher, nn.Module):
+        from nexus.loader import OmniModelLoader
+        teacher, _ = OmniModelLoader(teacher).load(with_tokenizer=False)
+    cfg, idx = _shrunk_config(teacher, num_layers, layers)
+    student = type(teacher)(cfg)  # built for real: buffers (rotary tables) come from the config, as the teacher's did
+    load_state_allowing_tied(student, _copied_state(teacher, idx), "make_student (copying the teacher's layers)")
     student.config._name_or_path = f"{getattr(teacher.config, '_name_or_path', 'teacher')} ({num_layers} layers)"
     return student.to(next(teacher.parameters()).dtype).train()
 
@@ -68,43 +85,53 @@ class TeacherRouter:
     """Which teacher(s) teach each sample: `dataset` (the sample's dataset expert), `best_teacher` (the teacher with the
     lowest loss on the sample's tokens) or `mixture` (fixed weights over all teachers)."""
     def __init__(self, mode, teacher_names, weights=None):
-        if mode not in ROUTER_MODES: raise TrainerError(f"router mode {mode!r} is not one of {', '.join(ROUTER_MODES)}.")
+        if mode not in ROUTER_MODES:
+            raise TrainerError(f"router mode {mode!r} is not one of {', '.join(ROUTER_MODES)}.")
         self.mode, self.names = mode, list(teacher_names)
         if not self.names: raise TrainerError("no teachers: name at least one (for example --teachers coder=PATH).")
         unknown = [k for k in (weights or {}) if k not in self.names]
-        if unknown: raise TrainerError(f"router weights name unknown teacher(s) {unknown}; the teachers are {self.names}.")
+        if unknown:
+            raise TrainerError(f"router weights name unknown teacher(s) {unknown}; the teachers are {self.names}.")
         w = torch.tensor([float((weights or {}).get(n, 0.0 if weights else 1.0)) for n in self.names])
         if (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
-            raise TrainerError(f"router weights must be ≥ 0 with a positive sum; got {dict(zip(self.names, w.tolist()))}.")
+            raise TrainerError("router weights must be ≥ 0 with a positive sum; "
+                               f"got {dict(zip(self.names, w.tolist()))}.")
         self.weights = w / w.sum()
 
-    def plan(self, batch) -> tuple[dict, str]:
-        """Before the forward pass: {teacher name: row indices it must run on} and the routing kind
-        ('single', 'choice', 'mixture', or 'best' when the choice waits for the losses)."""
-        B = batch["input_ids"].shape[0]
-        every = {n: torch.arange(B) for n in self.names}
-        if len(self.names) == 1: return every, "single"
-        if self.mode == "mixture": return every, "mixture"
-        if self.mode == "best_teacher": return every, "best"
-        idx = batch.get("teacher_index")
-        if idx is None: raise TrainerError("router mode 'dataset' needs each sample's expert (`teacher_index` in the batch): tag the datasets with experts.")
-        idx = idx.cpu()
-        if (idx >= len(self.names)).any(): raise TrainerError(f"a sample names teacher index {int(idx.max())} but there are {len(self.names)} teachers.")
-        if (idx < 0).any(): return every, "mixture"  # an untagged sample learns from the mixture of all teachers
-        return {n: (idx == k).nonzero().squeeze(1) for k, n in enumerate(self.names)}, "choice"
+# %% ../nbs/10_trainer.ipynb #f6a8860a
+@patch
+def plan(self: TeacherRouter, batch) -> tuple[dict, str]:
+    """Before the forward pass: {teacher name: row indices it must run on} and the routing kind ('single', 'choice',
+    'mixture', or 'best' when the choice waits for the losses)."""
+    B = batch["input_ids"].shape[0]
+    every = {n: torch.arange(B) for n in self.names}
+    if len(self.names) == 1: return every, "single"
+    if self.mode == "mixture": return every, "mixture"
+    if self.mode == "best_teacher": return every, "best"
+    idx = batch.get("teacher_index")
+    if idx is None:
+        raise TrainerError("router mode 'dataset' needs each sample's expert (`teacher_index` in the batch): "
+                           "tag the datasets with experts.")
+    idx = idx.cpu()
+    if (idx >= len(self.names)).any():
+        raise TrainerError(f"a sample names teacher index {int(idx.max())} but there are {len(self.names)} teachers.")
+    if (idx < 0).any(): return every, "mixture"  # an untagged sample learns from the mixture of all teachers
+    return {n: (idx == k).nonzero().squeeze(1) for k, n in enumerate(self.names)}, "choice"
 
-    def weights_for(self, batch, kind, sample_losses=None):
-        "The loss's `teacher_weights`: None, a (B,) index tensor, or (B, K) mixture rows."
-        B = batch["input_ids"].shape[0]
-        if kind == "single": return None
-        if kind == "choice": return batch["teacher_index"].long()
-        if kind == "best": return torch.stack([sample_losses[n] for n in self.names], 1).argmin(1)
-        w = self.weights.to(batch["input_ids"].device).expand(B, -1).clone()
-        idx = batch.get("teacher_index")
-        if self.mode == "dataset" and idx is not None:  # tagged samples keep their own teacher, untagged ones the mixture
-            tagged = idx >= 0
-            w[tagged] = torch.nn.functional.one_hot(idx[tagged].long(), len(self.names)).to(w.dtype)
-        return w
+# %% ../nbs/10_trainer.ipynb #49d4960a
+@patch
+def weights_for(self: TeacherRouter, batch, kind, sample_losses=None):
+    "The loss's `teacher_weights`: None, a (B,) index tensor, or (B, K) mixture rows."
+    B = batch["input_ids"].shape[0]
+    if kind == "single": return None
+    if kind == "choice": return batch["teacher_index"].long()
+    if kind == "best": return torch.stack([sample_losses[n] for n in self.names], 1).argmin(1)
+    w = self.weights.to(batch["input_ids"].device).expand(B, -1).clone()
+    idx = batch.get("teacher_index")
+    if self.mode == "dataset" and idx is not None:  # tagged samples keep their own teacher, untagged ones the mixture
+        tagged = idx >= 0
+        w[tagged] = torch.nn.functional.one_hot(idx[tagged].long(), len(self.names)).to(w.dtype)
+    return w
 
 # %% ../nbs/10_trainer.ipynb #dd830f5d
 class TeacherPool:
@@ -116,8 +143,9 @@ class TeacherPool:
         for name, m in self.teachers.items():
             m.eval().requires_grad_(False)
             m.to("cpu" if offload else self.device)
-            if offload:  # the host copy is kept (pinned for fast transfers): unloading drops the device copy, copies nothing back
-                self._host[name] = [(t, t.data.pin_memory() if pin else t.data) for t in [*m.parameters(), *m.buffers()]]
+            if offload:  # the host copy is kept (pinned: fast transfers), so unloading copies nothing back
+                tensors = [*m.parameters(), *m.buffers()]
+                self._host[name] = [(t, t.data.pin_memory() if pin else t.data) for t in tensors]
         self.resident_bytes = 0 if offload else sum(self.nbytes(n) for n in self.teachers)
         self.peak_resident_bytes = self.resident_bytes
 
@@ -125,20 +153,22 @@ class TeacherPool:
     @property
     def names(self): return list(self.teachers)
 
-    @torch.no_grad()
-    def forward(self, name, inputs, hidden_states=False):
-        "One teacher's outputs on `inputs` (logits, and hidden states when asked)."
-        m = self.teachers[name]
+# %% ../nbs/10_trainer.ipynb #e3750579
+@patch
+@torch.no_grad()
+def forward(self: TeacherPool, name, inputs, hidden_states=False):
+    "One teacher's outputs on `inputs` (logits, and hidden states when asked)."
+    m = self.teachers[name]
+    if self.offload:
+        for t, host in self._host[name]: t.data = host.to(self.device, non_blocking=True)
+        self.resident_bytes = self.nbytes(name)
+        self.peak_resident_bytes = max(self.peak_resident_bytes, self.resident_bytes)
+    try: out = m(**inputs, output_hidden_states=hidden_states, use_cache=False)
+    finally:
         if self.offload:
-            for t, host in self._host[name]: t.data = host.to(self.device, non_blocking=True)
-            self.resident_bytes = self.nbytes(name)
-            self.peak_resident_bytes = max(self.peak_resident_bytes, self.resident_bytes)
-        try: out = m(**inputs, output_hidden_states=hidden_states, use_cache=False)
-        finally:
-            if self.offload:
-                for t, host in self._host[name]: t.data = host
-                self.resident_bytes = 0
-        return out
+            for t, host in self._host[name]: t.data = host
+            self.resident_bytes = 0
+    return out
 
 # %% ../nbs/10_trainer.ipynb #a3b3096b
 class StudentWithLoss(nn.Module):
@@ -150,147 +180,186 @@ class StudentWithLoss(nn.Module):
 
     @property
     def needs_hidden(self):
+        "Whether the loss reads hidden states (a hidden-state or anchoring term is on)."
         c = self.distill_loss.config
         return bool(c.hidden_weight) or (c.anchor_layers is not None and c.anchor_weight > 0)
 
-    def forward(self, input_ids, attention_mask=None, labels=None, teacher_outputs=None, teacher_weights=None, route=None, num_tokens=None):
-        out = self.student(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.needs_hidden, use_cache=False)
+    def forward(self, input_ids, attention_mask=None, labels=None, teacher_outputs=None, teacher_weights=None,
+                route=None, num_tokens=None):
+        out = self.student(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.needs_hidden,
+                           use_cache=False)
         if route is not None: teacher_weights = route(out)  # best_teacher: choosing needs the student's own logits
         return self.distill_loss(out, teacher_outputs, labels=labels, attention_mask=attention_mask,
                                  teacher_weights=teacher_weights, num_tokens=num_tokens)
+
+# %% ../nbs/10_trainer.ipynb #aebde8dd
+def _default_collator(features):
+    "Stack equal-length rows (the data module pads; this only batches)."
+    return {k: torch.stack([torch.as_tensor(f[k]) for f in features]) for k in features[0]}
 
 def _empty_output(model, seq_len, device, hidden):
     "Outputs of a teacher that teaches no sample of this batch: zero rows, the right widths."
     c = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     out = SimpleNamespace(logits=torch.empty(0, seq_len, model.get_output_embeddings().weight.shape[0], device=device))
-    if hidden: out.hidden_states = tuple(torch.empty(0, seq_len, c.hidden_size, device=device) for _ in range(c.num_hidden_layers + 1))
+    if hidden:
+        out.hidden_states = tuple(torch.empty(0, seq_len, c.hidden_size, device=device)
+                                  for _ in range(c.num_hidden_layers + 1))
     return out
 
 def _counts_sum(a, b): return {k: a.get(k, 0) + b.get(k, 0) for k in sorted(set(a) | set(b))}
 
+def _append_jsonl(path, rows):
+    with open(path, "a") as f:
+        for r in rows: f.write(json.dumps(r) + "\n")
+
+# %% ../nbs/10_trainer.ipynb #ada08ed2
 class DistillationTrainer(Trainer):
     """`transformers.Trainer` that distils: teachers (a `TeacherPool`) run without gradients, the student and the
     loss's projections learn, the loss is normalised over the tokens of the whole accumulation window (and of all
     processes), and every loss component is logged at each logging step."""
     loss_is_scaled_for_ga = True  # normalised by the window's tokens already: the Trainer must not divide again
 
-    def __init__(self, student=None, teachers=None, distill_loss=None, router=None, teacher_offload=False, args=None, loss_log=None, **kwargs):
+    def __init__(self, student=None, teachers=None, distill_loss=None, router=None, teacher_offload=False, args=None,
+                 loss_log=None, **kwargs):
         if student is None or not teachers or distill_loss is None:
-            raise TrainerError("DistillationTrainer needs student=, teachers= (a dict of name -> model, or a TeacherPool) and distill_loss=.")
+            raise TrainerError("DistillationTrainer needs student=, teachers= (a dict of name -> model, or a "
+                               "TeacherPool) and distill_loss=.")
         kwargs.setdefault("data_collator", _default_collator)
         super().__init__(model=StudentWithLoss(student, distill_loss), args=args, **kwargs)
-        self.teachers = teachers if isinstance(teachers, TeacherPool) else TeacherPool(teachers, self.args.device, teacher_offload)
+        self.teachers = (teachers if isinstance(teachers, TeacherPool)
+                         else TeacherPool(teachers, self.args.device, teacher_offload))
         self.router = router or TeacherRouter("dataset", self.teachers.names)
         if self.router.names != self.teachers.names:
-            raise TrainerError(f"the router's teachers {self.router.names} differ from the pool's {self.teachers.names}.")
+            raise TrainerError(f"the router's teachers {self.router.names} differ from the pool's "
+                               f"{self.teachers.names}.")
         self.distill_loss, self._sums, self.component_history = distill_loss, {}, []
         self.loss_log = loss_log  # a .jsonl file that gets one line per logged step, as it happens (live plots, tests)
 
-    def _get_train_sampler(self, train_dataset=None):
-        # The data was shuffled (seeded) when it was sampled; reading it in order makes a single process and
-        # N processes see the same global batches, and a resumed run the same remaining ones.
-        return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+# %% ../nbs/10_trainer.ipynb #b8d79cee
+@patch
+def _get_train_sampler(self: DistillationTrainer, train_dataset=None):
+    "The training data in order: it was shuffled (seeded) when it was sampled."
+    return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
-        "The accumulation window's batches, and their token counts summed over the window and over all processes."
-        batches = []
-        for _ in range(num_batches):
-            try: batches.append(next(epoch_iterator))
-            except StopIteration: break
-        counts = {}
-        for b in batches: counts = _counts_sum(counts, self.distill_loss.token_counts(b.get("labels"), b.get("attention_mask")))
-        names = sorted(counts)  # one collective, in an order every process agrees on (dict and set order may not)
-        vals = torch.stack([torch.as_tensor(counts[k], dtype=torch.float32) for k in names]).to(device)
+# %% ../nbs/10_trainer.ipynb #00782fb9
+@patch
+def get_batch_samples(self: DistillationTrainer, epoch_iterator, num_batches, device):
+    "The accumulation window's batches, and their token counts summed over the window and over all processes."
+    batches = []
+    for _ in range(num_batches):
+        try: batches.append(next(epoch_iterator))
+        except StopIteration: break
+    counts = {}
+    for b in batches:
+        counts = _counts_sum(counts, self.distill_loss.token_counts(b.get("labels"), b.get("attention_mask")))
+    names = sorted(counts)  # one collective, in an order every process agrees on (dict and set order may not)
+    vals = torch.stack([torch.as_tensor(counts[k], dtype=torch.float32) for k in names]).to(device)
+    if self.accelerator.num_processes > 1: vals = self.accelerator.reduce(vals, "sum")
+    return batches, dict(zip(names, vals))
+
+# %% ../nbs/10_trainer.ipynb #7819dbf9
+@patch
+def _teacher_outputs(self: DistillationTrainer, inputs, plan, kind, hidden) -> dict:
+    "Each teacher's outputs on the rows it teaches (all rows, unless each sample has a teacher of its own)."
+    ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+    outs = {}
+    for name, rows in plan.items():
+        if kind == "choice" and len(rows) < ids.shape[0]:
+            rows = rows.to(ids.device)
+            sub = {"input_ids": ids[rows], **({"attention_mask": mask[rows]} if mask is not None else {})}
+            outs[name] = (self.teachers.forward(name, sub, hidden) if len(rows)
+                          else _empty_output(self.teachers.teachers[name], ids.shape[1], ids.device, hidden))
+        else:
+            every = {"input_ids": ids, **({"attention_mask": mask} if mask is not None else {})}
+            outs[name] = self.teachers.forward(name, every, hidden)
+    return outs
+
+# %% ../nbs/10_trainer.ipynb #c10e1895
+@patch
+def compute_loss(self: DistillationTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
+    "The distillation loss of a micro-batch, divided by the token counts of its window (`num_items_in_batch`)."
+    inputs = dict(inputs)
+    plan, kind = self.router.plan(inputs)
+    outs = self._teacher_outputs(inputs, plan, kind, self.accelerator.unwrap_model(model).needs_hidden)
+    mask = inputs.get("attention_mask")
+    def best(student_out):
+        losses = {n: self.distill_loss.sample_logit_loss(student_out.logits, outs[n].logits, inputs.get("labels"), mask)
+                  for n in outs}
+        return self.router.weights_for(inputs, "best", losses)
+    route, weights = (best, None) if kind == "best" else (None, self.router.weights_for(inputs, kind))
+    res = model(input_ids=inputs["input_ids"], attention_mask=mask, labels=inputs.get("labels"), teacher_outputs=outs,
+                teacher_weights=weights, route=route, num_tokens=num_items_in_batch)
+    if model.training:
+        if not self._sums: self._interval_start = self.state.global_step  # a logging interval starts (also on resume)
+        for k, v in res.components.items(): self._sums[k] = self._sums.get(k, 0) + v.detach().float()
+    # DDP averages gradients over processes while the loss is already normalised by every process's tokens.
+    loss = res.loss * self.accelerator.num_processes
+    return (loss, res) if return_outputs else loss
+
+# %% ../nbs/10_trainer.ipynb #096f5870
+@patch
+def log(self: DistillationTrainer, logs, start_time=None):
+    "The Trainer's log, with every loss component averaged over the steps since the last one."
+    if "loss" in logs and self._sums:
+        steps = max(1, self.state.global_step - self._interval_start)
+        names = sorted(self._sums)
+        vals = torch.stack([torch.as_tensor(self._sums[n], device=self.args.device) for n in names])
         if self.accelerator.num_processes > 1: vals = self.accelerator.reduce(vals, "sum")
-        return batches, dict(zip(names, vals))
+        comps = {f"loss_{n}": v / steps for n, v in zip(names, vals.tolist())}
+        self.component_history.append({"step": self.state.global_step, **comps})
+        if self.loss_log and self.args.process_index == 0: _append_jsonl(self.loss_log, self.component_history[-1:])
+        logs = {**logs, **comps}
+        self._sums = {}
+    super(DistillationTrainer, self).log(logs, start_time)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs = dict(inputs)
-        plan, kind = self.router.plan(inputs)
-        hidden = self.accelerator.unwrap_model(model).needs_hidden
-        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
-        outs = {}
-        for name, rows in plan.items():
-            if kind == "choice" and len(rows) < ids.shape[0]:
-                rows = rows.to(ids.device)
-                sub = {"input_ids": ids[rows], **({"attention_mask": mask[rows]} if mask is not None else {})}
-                outs[name] = (self.teachers.forward(name, sub, hidden) if len(rows)
-                              else _empty_output(self.teachers.teachers[name], ids.shape[1], ids.device, hidden))
-            else: outs[name] = self.teachers.forward(name, {"input_ids": ids, **({"attention_mask": mask} if mask is not None else {})}, hidden)
-        route, weights = None, None
-        if kind == "best":
-            def route(student_out):
-                losses = {n: self.distill_loss.sample_logit_loss(student_out.logits, outs[n].logits, inputs.get("labels"), mask) for n in outs}
-                return self.router.weights_for(inputs, "best", losses)
-        else: weights = self.router.weights_for(inputs, kind)
-        res = model(input_ids=ids, attention_mask=mask, labels=inputs.get("labels"), teacher_outputs=outs,
-                    teacher_weights=weights, route=route, num_tokens=num_items_in_batch)
-        if model.training:
-            if not self._sums: self._interval_start = self.state.global_step  # a logging interval starts (also on resume)
-            for k, v in res.components.items(): self._sums[k] = self._sums.get(k, 0) + v.detach().float()
-        # DDP averages gradients over processes while the loss is already normalised by every process's tokens.
-        loss = res.loss * self.accelerator.num_processes
-        return (loss, res) if return_outputs else loss
+# %% ../nbs/10_trainer.ipynb #bbb576b9
+@patch
+def _save(self: DistillationTrainer, output_dir=None, state_dict=None):
+    "Save the student as `save_pretrained` writes it, plus the loss's learned state."
+    out = output_dir or self.args.output_dir
+    if not self.args.should_save: return
+    os.makedirs(out, exist_ok=True)
+    wrapper = self.accelerator.unwrap_model(self.model)
+    wrapper.student.save_pretrained(out)
+    loss_state = {k: v.contiguous() for k, v in wrapper.distill_loss.state_dict().items()}
+    save_file(loss_state, os.path.join(out, "distill_loss.safetensors"))
+    if self.processing_class is not None: self.processing_class.save_pretrained(out)
+    torch.save(self.args, os.path.join(out, "training_args.bin"))
 
-    def log(self, logs, start_time=None):
-        if "loss" in logs and self._sums:
-            steps = max(1, self.state.global_step - self._interval_start)
-            names = sorted(self._sums)
-            vals = torch.stack([torch.as_tensor(self._sums[n], device=self.args.device) for n in names])
-            if self.accelerator.num_processes > 1: vals = self.accelerator.reduce(vals, "sum")
-            comps = {f"loss_{n}": v / steps for n, v in zip(names, vals.tolist())}
-            self.component_history.append({"step": self.state.global_step, **comps})
-            if self.loss_log and self.args.process_index == 0: _append_jsonl(self.loss_log, self.component_history[-1:])
-            logs = {**logs, **comps}
-            self._sums = {}
-        super().log(logs, start_time)
-
-    def _save(self, output_dir=None, state_dict=None):
-        "A checkpoint is the student as `save_pretrained` writes it, plus the loss's learned state."
-        out = output_dir or self.args.output_dir
-        if not self.args.should_save: return
-        os.makedirs(out, exist_ok=True)
-        wrapper = self.accelerator.unwrap_model(self.model)
-        wrapper.student.save_pretrained(out)
-        save_file({k: v.contiguous() for k, v in wrapper.distill_loss.state_dict().items()}, os.path.join(out, "distill_loss.safetensors"))
-        if self.processing_class is not None: self.processing_class.save_pretrained(out)
-        torch.save(self.args, os.path.join(out, "training_args.bin"))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        wrapper = self.accelerator.unwrap_model(model or self.model)
-        load_student_weights(wrapper.student, resume_from_checkpoint)
-        lp = os.path.join(resume_from_checkpoint, "distill_loss.safetensors")
-        if os.path.exists(lp): wrapper.distill_loss.load_state_dict(load_file(lp))
-
-def _append_jsonl(path, rows):
-    with open(path, "a") as f:
-        for r in rows: f.write(json.dumps(r) + "\n")
+@patch
+def _load_from_checkpoint(self: DistillationTrainer, resume_from_checkpoint, model=None):
+    "Read a checkpoint `_save` wrote back into the student and the loss."
+    wrapper = self.accelerator.unwrap_model(model or self.model)
+    load_student_weights(wrapper.student, resume_from_checkpoint)
+    lp = os.path.join(resume_from_checkpoint, "distill_loss.safetensors")
+    if os.path.exists(lp): wrapper.distill_loss.load_state_dict(load_file(lp))
 
 # %% ../nbs/10_trainer.ipynb #a41f44b5
 def load_student_weights(student, folder):
     "Put a checkpoint's weights (one file or shards) into `student`; tied copies may be absent, nothing else may."
-    idx = os.path.join(folder, "model.safetensors.index.json")
-    files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) else ["model.safetensors"]
-    state = {}
-    for f in files: state.update(load_file(os.path.join(folder, f)))
-    load_state_allowing_tied(student, state, folder)
-
-def _default_collator(features):
-    "Stack equal-length rows (the data module pads; this only batches)."
-    return {k: torch.stack([torch.as_tensor(f[k]) for f in features]) for k in features[0]}
+    if os.path.exists(os.path.join(folder, SAFE_WEIGHTS_INDEX_NAME)):
+        missing, unexpected = load_sharded_checkpoint(student, folder, strict=False)
+    else:
+        state = load_state_dict(os.path.join(folder, SAFE_WEIGHTS_NAME))
+        missing, unexpected = student.load_state_dict(state, strict=False)
+    check_only_tied_missing(student, missing, unexpected, folder)
 
 # %% ../nbs/10_trainer.ipynb #43e276c5
-def check_vocabularies(student_tokenizer, teachers_tokenizers: dict, student_vocab: int, teacher_vocabs: dict, padding=1024):
+def check_vocabularies(student_tokenizer, teachers_tokenizers: dict, student_vocab: int, teacher_vocabs: dict,
+                       padding=1024):
     "Refuse teachers whose tokenizer differs from the student's (their distributions would be over different tokens)."
     for name, tok in teachers_tokenizers.items():
         sv, tv = len(student_tokenizer), len(tok)
         same = sv == tv and (student_tokenizer.get_vocab() == tok.get_vocab())
         if not same:
-            raise VocabularyMismatchError(f"teacher {name!r} has a vocabulary of {tv} tokens and the student {sv} (or the same size with different "
-                                          "tokens): their logits can't be compared. Distil only from teachers that share the student's tokenizer.")
+            raise VocabularyMismatchError(
+                f"teacher {name!r} has a vocabulary of {tv} tokens and the student {sv} (or the same size with "
+                "different tokens): their logits can't be compared. Distil only from teachers that share the "
+                "student's tokenizer.")
         if abs(teacher_vocabs[name] - student_vocab) > padding:
-            raise VocabularyMismatchError(f"teacher {name!r} outputs {teacher_vocabs[name]} logits and the student {student_vocab}: more than "
-                                          f"{padding} apart, which is not vocabulary padding but a different vocabulary.")
+            raise VocabularyMismatchError(
+                f"teacher {name!r} outputs {teacher_vocabs[name]} logits and the student {student_vocab}: more than "
+                f"{padding} apart, which is not vocabulary padding but a different vocabulary.")
 
 # %% ../nbs/10_trainer.ipynb #fc224ede
 class GracefulStop(TrainerCallback):
@@ -298,12 +367,11 @@ class GracefulStop(TrainerCallback):
     A second SIGINT exits at once. With several processes, one signalled process stops them all at the same step."""
     def __init__(self): self.signum, self._previous = None, {}
     def install(self):
-        import threading
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM): self._previous[sig] = signal.signal(sig, self._handle)
         return self
     def uninstall(self):
-        "Put the previous handlers back; after a signal, a further one exits at once instead (the run is already stopping)."
+        "Put the previous handlers back; after a signal, a further one exits at once (the run is already stopping)."
         for sig, h in self._previous.items():
             signal.signal(sig, h if self.signum is None else (lambda s, f: os._exit(128 + s)))
         self._previous = {}
@@ -323,11 +391,12 @@ class GracefulStop(TrainerCallback):
         if stop: control.should_save, control.should_training_stop = True, True
         return control
 
+# %% ../nbs/10_trainer.ipynb #e025f215
 def resolve_compile_mode(mode):
-    "torch.compile mode for training: 'reduce-overhead' uses CUDA graphs, which break on the backward pass here, so it is replaced."
+    "torch.compile's mode for training: 'reduce-overhead' (CUDA graphs, which break this backward pass) is replaced."
     if mode == "reduce-overhead":
-        warnings.warn("torch.compile mode 'reduce-overhead' captures CUDA graphs, which crash during distillation's backward pass; "
-                      "using 'max-autotune-no-cudagraphs' instead.", stacklevel=2)
+        warnings.warn("torch.compile mode 'reduce-overhead' captures CUDA graphs, which crash during distillation's "
+                      "backward pass; using 'max-autotune-no-cudagraphs' instead.", stacklevel=2)
         return "max-autotune-no-cudagraphs"
     return mode
 
@@ -335,7 +404,6 @@ def resolve_compile_mode(mode):
 class ProgressMonitor(TrainerCallback):
     "A progress line (step, loss, tokens/s, ETA) drawn by a background thread; `close()` stops it and clears the line."
     def __init__(self, stream=None, interval=0.5):
-        import sys, threading
         self.stream, self.interval = stream or sys.stderr, interval
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.step = self.total = self.start_step = 0
@@ -348,48 +416,59 @@ class ProgressMonitor(TrainerCallback):
         done = max(0, self.step - self.start_step)
         rate = self.tokens / el if self.tokens else 0.0
         eta = (self.total - self.step) * el / done if done and self.total else None
-        parts = [f"step {self.step}/{self.total or '?'}", f"loss {self.loss:.4g}" if self.loss is not None else "loss -",
-                 f"{rate:,.0f} tok/s", f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta is not None else "ETA -"]
+        parts = [f"step {self.step}/{self.total or '?'}",
+                 f"loss {self.loss:.4g}" if self.loss is not None else "loss -",
+                 f"{rate:,.0f} tok/s",
+                 f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta is not None else "ETA -"]
         return " | ".join(parts)
 
-    def _draw(self):
-        with self._lock:
-            if self._stop.is_set(): return
-            if self.tty:
-                self.stream.write("\r" + self.line() + "\033[K"); self._drawn = True
-            elif self.step != self._last_step:
-                self.stream.write(self.line() + "\n"); self._last_step = self.step
-            self.stream.flush()
+# %% ../nbs/10_trainer.ipynb #0b00c663
+@patch
+def on_train_begin(self: ProgressMonitor, args, state, control, **kw):
+    self.t0, self.total, self.step = time.time(), state.max_steps, state.global_step
+    self.start_step, self.tokens0 = state.global_step, state.num_input_tokens_seen or 0
+    if self._thread is None:
+        self._thread = threading.Thread(target=self._run, name="nexus-progress", daemon=True); self._thread.start()
 
-    def _run(self):
-        while not self._stop.wait(self.interval): self._draw()
+@patch
+def on_step_end(self: ProgressMonitor, args, state, control, **kw):
+    self.step, self.tokens = state.global_step, (state.num_input_tokens_seen or 0) - self.tokens0
 
-    def on_train_begin(self, args, state, control, **kw):
-        import threading
-        self.t0, self.total, self.step = time.time(), state.max_steps, state.global_step
-        self.start_step, self.tokens0 = state.global_step, state.num_input_tokens_seen or 0
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="nexus-progress", daemon=True); self._thread.start()
+@patch
+def on_log(self: ProgressMonitor, args, state, control, logs=None, **kw):
+    if logs and "loss" in logs: self.loss = logs["loss"]
 
-    def on_step_end(self, args, state, control, **kw):
-        self.step, self.tokens = state.global_step, (state.num_input_tokens_seen or 0) - self.tokens0
+@patch
+def on_train_end(self: ProgressMonitor, args, state, control, **kw): self.close()
 
-    def on_log(self, args, state, control, logs=None, **kw):
-        if logs and "loss" in logs: self.loss = logs["loss"]
+# %% ../nbs/10_trainer.ipynb #c1210d35
+@patch
+def _draw(self: ProgressMonitor):
+    with self._lock:
+        if self._stop.is_set(): return
+        if self.tty:
+            self.stream.write("\r" + self.line() + "\033[K"); self._drawn = True
+        elif self.step != self._last_step:
+            self.stream.write(self.line() + "\n"); self._last_step = self.step
+        self.stream.flush()
 
-    def on_train_end(self, args, state, control, **kw): self.close()
+@patch
+def _run(self: ProgressMonitor):
+    while not self._stop.wait(self.interval): self._draw()
 
-    def close(self):
-        "Stop the thread and clear the line (idempotent)."
-        self._stop.set()
-        if self._thread is not None and self._thread is not __import__("threading").current_thread(): self._thread.join()
-        with self._lock:
-            if self.tty and self._drawn: self.stream.write("\r\033[K"); self.stream.flush(); self._drawn = False
+@patch
+def close(self: ProgressMonitor):
+    "Stop the thread and clear the line (idempotent)."
+    self._stop.set()
+    if self._thread is not None and self._thread is not threading.current_thread(): self._thread.join()
+    with self._lock:
+        if self.tty and self._drawn: self.stream.write("\r\033[K"); self.stream.flush(); self._drawn = False
 
 # %% ../nbs/10_trainer.ipynb #b5e286f0
 _MOVED_UP = {name: "nexus.pipeline" for name in (
-    "heldout_metrics", "training_precision", "loss_config_from_state", "load_teachers", "DistillResult", "BUILTIN_SOURCES",
-    "builtin_datasets", "heldout_count", "build_training_data", "run_distillation", "read_losses", "plot_losses")}
+    "heldout_metrics", "training_precision", "loss_config_from_state", "load_teachers", "DistillResult",
+    "BUILTIN_SOURCES", "builtin_datasets", "heldout_count", "build_training_data", "run_distillation", "read_losses",
+    "plot_losses")}
 _MOVED_UP["teacher_source"] = "nexus.loader"
 
 def __getattr__(name):
