@@ -1,4 +1,4 @@
-"""Distil from JupyterLab: pick teachers from a scanned folder and datasets, choose the rung, start and stop a run in the background, and watch every loss component live; a model browser shows what `get_model_info` knows about a folder.
+"""Distil from JupyterLab: pick teachers and data, start and stop a run, and watch every loss component live.
 
 Docs: https://nexus-distill.github.io/nexus/dashboard.html.md"""
 
@@ -12,6 +12,7 @@ __all__ = ['entry_name', 'dataset_entries', 'model_label', 'info_table', 'ModelB
 import functools, html, io, json, os, re, threading, time
 from pathlib import Path
 import ipywidgets as W
+from fastcore.basics import patch
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from transformers import TrainerCallback
@@ -34,15 +35,14 @@ def entry_name(text, taken=()) -> str:
 
 # %% ../nbs/13_dashboard.ipynb #f64a2f21
 def dataset_entries(files) -> dict:
-    """`{name: {"path", "expert"}}` for the `DatasetFile`s `discover_datasets` found: one entry per dataset, pointing at
-    the folder that holds exactly its files, else one entry per file."""
+    "`{name: {'path', 'expert'}}` for the `DatasetFile`s `discover_datasets` found: one entry per dataset."
     groups, everything, out = {}, {os.path.abspath(f.path) for f in files}, {}
     for f in files: groups.setdefault(f.name, []).append(f)
     for name, fs in groups.items():
         paths = {os.path.abspath(f.path) for f in fs}
         folder = os.path.commonpath([os.path.dirname(p) for p in paths])
         inside = {p for p in everything if p.startswith(folder + os.sep)}
-        if inside == paths and len({f.expert for f in fs}) == 1:
+        if inside == paths and len({f.expert for f in fs}) == 1:  # the folder holds this dataset and nothing else
             out[entry_name(name, out)] = {"path": folder, "expert": fs[0].expert}
         else:
             for f in fs: out[entry_name(name, out)] = {"path": os.path.abspath(f.path), "expert": f.expert}
@@ -51,78 +51,269 @@ def dataset_entries(files) -> dict:
 # %% ../nbs/13_dashboard.ipynb #d4a6967f
 def model_label(info) -> str:
     "How a found model is listed: its name, architecture (or category) and parameter count."
-    return f"{entry_name(info['path'])} · {info['architecture'] or info['category']} · {human_count(info['num_parameters'])} params"
+    kind = info["architecture"] or info["category"]
+    return f"{entry_name(info['path'])} · {kind} · {human_count(info['num_parameters'])} params"
 
+# %% ../nbs/13_dashboard.ipynb #eef74f46
 def info_table(info) -> str:
     "HTML of a `get_model_info` dict: the rows `nexus info` prints."
-    rows = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th><td style='text-align:left'>"
-                   f"{html.escape(str(v) if v is not None else '-')}</td></tr>" for k, v in info_rows(info))
+    def cell(v): return html.escape(str(v) if v is not None else "-")
+    rows = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                   f"<td style='text-align:left'>{cell(v)}</td></tr>" for k, v in info_rows(info))
     return f"<table class='nexus-info'>{rows}</table>"
 
+# %% ../nbs/13_dashboard.ipynb #011719e4
 def _message_html(text, kind="error") -> str:
+    "A message line as HTML, coloured by its kind; nothing for no text."
     color = {"error": "#b00020", "warning": "#8a6d00", "info": "#333"}[kind]
-    return f"<div class='nexus-{kind}' style='color:{color};white-space:pre-wrap'>{html.escape(text)}</div>" if text else ""
+    if not text: return ""
+    return f"<div class='nexus-{kind}' style='color:{color};white-space:pre-wrap'>{html.escape(text)}</div>"
+
+class _Panel:
+    "A widget to display, a message line (`message`) and the last problem (`error`)."
+    def _repr_mimebundle_(self, **kw): return {**self.widget._repr_mimebundle_(**kw), "text/plain": repr(self)}
+    def _fail(self, text): self.error, self.message.value = text, _message_html(text)
+    def _note(self, text, kind="info"): self.error, self.message.value = None, _message_html(text, kind)
 
 def _guarded(fn):
-    "A method whose problems become its widget's one-line message (and `error`) instead of a traceback."
+    "A method whose problems become its panel's one-line message (and `error`) instead of a traceback."
     @functools.wraps(fn)
     def call(owner, *args, **kwargs):
         try: return fn(owner, *args, **kwargs)
         except NexusError as e: owner._fail(str(e))
-        except Exception as e: owner._fail(f"unexpected {type(e).__name__}: {e} (this is a bug in Nexus; please report it)")
+        except Exception as e:
+            owner._fail(f"unexpected {type(e).__name__}: {e} (this is a bug in Nexus; please report it)")
     return call
 
 # %% ../nbs/13_dashboard.ipynb #12d90262
-class ModelBrowser:
+class ModelBrowser(_Panel):
     "Pick a model folder, from a scan of a root folder or typed as a path, and see what `get_model_info` says about it."
     def __init__(self, root="", path=""):
         wide = dict(layout=W.Layout(width="32em"), style={"description_width": "6em"})
         self.root = W.Text(str(root), description="models in", placeholder="a folder to scan for models", **wide)
         self.scan_button = W.Button(description="Scan", icon="search", tooltip="list the models under this folder")
         self.found = W.Dropdown(options=[], value=None, description="found", **wide)
-        self.path = W.Text(str(path), description="or path", placeholder="a model folder, .gguf file or bundled name", continuous_update=False, **wide)
+        self.path = W.Text(str(path), description="or path", placeholder="a model folder, .gguf file or bundled name",
+                           continuous_update=False, **wide)
         self.show_button = W.Button(description="Show", tooltip="describe this model")
         self.message, self.table = W.HTML(), W.HTML()
         self.models, self.info, self.error = [], None, None
         self.scan_button.on_click(lambda _: self.scan())
         self.show_button.on_click(lambda _: self.show())
         self.found.observe(lambda ch: ch["new"] and self.show(ch["new"]), "value")
-        self.widget = W.VBox([W.HBox([self.root, self.scan_button]), self.found, W.HBox([self.path, self.show_button]), self.message, self.table])
+        self.widget = W.VBox([W.HBox([self.root, self.scan_button]), self.found, W.HBox([self.path, self.show_button]),
+                              self.message, self.table])
         if root: self.scan()
         if path: self.show()
 
-    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
-    def _fail(self, text): self.error, self.message.value = text, _message_html(text)
-    def _note(self, text, kind="info"): self.error, self.message.value = None, _message_html(text, kind)
+    def __repr__(self):
+        shown = f"; showing {model_label(self.info)}" if self.info else ""
+        problem = f"; error: {self.error}" if self.error else ""
+        return f"ModelBrowser: {len(self.models)} model(s) found{shown}{problem}"
 
-    @_guarded
-    def scan(self, root=None) -> list:
-        "List the models under `root` (default: the root box); unreadable folders are counted in the message."
-        if root is not None: self.root.value = str(root)
-        root = self.root.value.strip()
-        if not root: raise DashboardError("Type a folder to scan for models first.")
-        res = scan(os.path.expanduser(root))
-        self.models = res.models
-        self.found.options = [(model_label(m), m["path"]) for m in res.models]
-        note = f"{len(res.models)} model(s) under {root}" + (f"; {len(res.problems)} path(s) could not be read: {res.problems[0][1]}" if res.problems else "")
-        self._note(note if res.models else f"no models found under {root}", "warning" if res.problems or not res.models else "info")
-        return self.models
+# %% ../nbs/13_dashboard.ipynb #d8e70bac
+@patch
+@_guarded
+def scan(self: ModelBrowser, root=None) -> list:
+    "List the models under `root` (default: the root box); unreadable folders are counted in the message."
+    if root is not None: self.root.value = str(root)
+    root = self.root.value.strip()
+    if not root: raise DashboardError("Type a folder to scan for models first.")
+    res = scan(os.path.expanduser(root))
+    self.models = res.models
+    self.found.options = [(model_label(m), m["path"]) for m in res.models]
+    unread = f"; {len(res.problems)} path(s) could not be read: {res.problems[0][1]}" if res.problems else ""
+    note = f"{len(res.models)} model(s) under {root}{unread}" if res.models else f"no models found under {root}"
+    self._note(note, "warning" if res.problems or not res.models else "info")
+    return self.models
 
-    @_guarded
-    def show(self, path=None) -> dict:
-        "Describe the model at `path` (default: the path box, else the picked model)."
-        if path is not None and path != self.path.value: self.path.value = str(path)
-        path = (self.path.value.strip() or self.found.value or "")
-        if not path: raise DashboardError("Pick a model from the scan, or type a model folder's path.")
-        self.info = get_model_info(resolve_model_path(os.path.expanduser(path)))
-        self.table.value = info_table(self.info)
-        self._note("")
-        return self.info
+# %% ../nbs/13_dashboard.ipynb #225aeed3
+@patch
+@_guarded
+def show(self: ModelBrowser, path=None) -> dict:
+    "Describe the model at `path` (default: the path box, else the picked model)."
+    if path is not None and path != self.path.value: self.path.value = str(path)
+    path = (self.path.value.strip() or self.found.value or "")
+    if not path: raise DashboardError("Pick a model from the scan, or type a model folder's path.")
+    self.info = get_model_info(resolve_model_path(os.path.expanduser(path)))
+    self.table.value = info_table(self.info)
+    self._note("")
+    return self.info
+
+# %% ../nbs/13_dashboard.ipynb #3a646822
+def _row(*widgets): return W.HBox(list(widgets), layout=W.Layout(flex_flow="row wrap"))
+def _head(text): return W.HTML(f"<b>{text}</b>")
 
 # %% ../nbs/13_dashboard.ipynb #2ae1be65
-_WIDGET_KEYS = ("teachers", "datasets", "mode", "student.num_layers", "hyper.epochs", "hyper.max_steps", "hyper.lr",
-                "hyper.batch_size", "optim.max_seq_length")
+class DashboardForm(_Panel):
+    "The settings of a distillation run as widgets; `flags` are further state flags, as `nexus distill` takes."
+    def __init__(self, models_root="", data_root="", flags=None):
+        self.base_flags = dict(flags or {})
+        start = resolve_state(None, self.base_flags)  # wrong flags fail here, when the dashboard is made
+        self.message, self.error = W.HTML(), None
+        self.form = W.VBox(self._teacher_part(models_root) + self._dataset_part(data_root) + self._settings_part(start))
+        self.widget = W.VBox([self.form, self.message])
+        if models_root: self.scan()
+        if data_root: self.find_datasets()
 
+    def __repr__(self):
+        teachers = ", ".join(self.teachers()) or "none picked"
+        data = ", ".join(f"{n} ({'expert ' + d['expert'] if d['expert'] else 'untagged'})"
+                         for n, d in self.datasets().items()) or "none"
+        return (f"{type(self).__name__}: teachers {teachers}; datasets {data}; {self.mode.value} rung, "
+                f"{self.student_layers.value} student layers, {self.epochs.value} epoch(s), lr {self.lr.value:g}")
+
+# %% ../nbs/13_dashboard.ipynb #0d550989
+@patch
+def _teacher_part(self: DashboardForm, models_root) -> list:
+    "The widgets that pick and name the teachers."
+    wide = dict(layout=W.Layout(width="34em"), style={"description_width": "7em"})
+    self.models_root = W.Text(str(models_root), description="models in",
+                              placeholder="a folder to scan for teacher models", **wide)
+    self.scan_button = W.Button(description="Scan", icon="search", tooltip="list the models under this folder")
+    self.teacher_select = W.SelectMultiple(options=[], description="teachers", rows=4, **wide)
+    self.teacher_names, self.teacher_box, self.models = {}, W.VBox(), []
+    self.scan_button.on_click(lambda _: self.scan())
+    self.teacher_select.observe(lambda _: self._teachers_changed(), "value")
+    return [_head("Teachers"), _row(self.models_root, self.scan_button), self.teacher_select, self.teacher_box]
+
+# %% ../nbs/13_dashboard.ipynb #97b866f2
+@patch
+@_guarded
+def scan(self: DashboardForm, root=None) -> list:
+    "List the models under `root` (default: the models box) as teachers to pick."
+    if root is not None: self.models_root.value = str(root)
+    root = self.models_root.value.strip()
+    if not root: raise DashboardError("Type the folder that holds your teacher models, then press Scan.")
+    res = scan(os.path.expanduser(root))
+    picked = [p for p in self.teacher_select.value if any(m["path"] == p for m in res.models)]
+    self.models = res.models
+    self.teacher_select.options = [(model_label(m), m["path"]) for m in res.models]
+    self.teacher_select.value = picked
+    if not res.models: self._note(f"no models found under {root}: give the folder that holds the model folders.",
+                                  "warning")
+    elif res.problems: self._note(f"{len(res.models)} model(s) found; {len(res.problems)} path(s) could not be read: "
+                                  f"{res.problems[0][1]}", "warning")
+    else: self._note("")
+    return self.models
+
+# %% ../nbs/13_dashboard.ipynb #2155ec7a
+@patch
+def _name_box(self: DashboardForm, path):
+    "The name box of the teacher at `path` (made once, so a name typed survives a change of selection)."
+    if path not in self.teacher_names:
+        box = W.Text(entry_name(path, {b.value for b in self.teacher_names.values()}), description=entry_name(path),
+                     continuous_update=False, style={"description_width": "14em"}, layout=W.Layout(width="30em"))
+        box.observe(lambda _: self._teachers_changed(), "value")
+        self.teacher_names[path] = box
+    return self.teacher_names[path]
+
+@patch
+def teachers(self: DashboardForm) -> dict:
+    "The picked teachers as the state names them: `{name: path}`."
+    return {self._name_box(p).value.strip(): p for p in self.teacher_select.value}
+
+# %% ../nbs/13_dashboard.ipynb #e7976092
+@patch
+def _teachers_changed(self: DashboardForm):
+    "Show a name box per picked teacher, and let the datasets' expert choices follow."
+    self.teacher_box.children = [self._name_box(p) for p in self.teacher_select.value]
+    if self.data_files: self.find_datasets()
+
+# %% ../nbs/13_dashboard.ipynb #c79367b3
+@patch
+def _dataset_part(self: DashboardForm, data_root) -> list:
+    "The widgets that find the datasets and pick their experts."
+    self.data_root = W.Text(str(data_root), description="data in", layout=W.Layout(width="34em"),
+                            placeholder="a folder of jsonl, json, parquet, csv or txt files",
+                            style={"description_width": "7em"})
+    self.find_button = W.Button(description="Find", icon="search", tooltip="find the datasets under this folder")
+    self.dataset_rows, self.dataset_box, self.data_files = {}, W.VBox(), []
+    self.find_button.on_click(lambda _: self.find_datasets())
+    return [_head("Datasets"), _row(self.data_root, self.find_button), self.dataset_box]
+
+# %% ../nbs/13_dashboard.ipynb #5d45653f
+def _dataset_row(name, entry, experts, before=None) -> tuple:
+    "`(use box, expert choice, path)` of a dataset; `before`: its `(used, expert)` from the last search."
+    use = W.Checkbox(value=before[0] if before else True, description=name, indent=False, layout=W.Layout(width="14em"))
+    chosen = before[1] if before and before[1] in experts else (entry["expert"] or "")
+    options = [("untagged: all teachers", "")] + [(n, n) for n in experts]  # "", not None: a Dropdown reads None
+    expert = W.Dropdown(options=options, value=chosen, description="expert",  # as 'nothing chosen'
+                        layout=W.Layout(width="20em"), style={"description_width": "4em"})
+    return use, expert, entry["path"]
+
+@patch
+@_guarded
+def find_datasets(self: DashboardForm, root=None) -> dict:
+    "Find the datasets under `root` (default: the data box); each gets a box to use it and a choice of expert."
+    if root is not None: self.data_root.value = str(root)
+    root = self.data_root.value.strip()
+    if not root: raise DashboardError("Type the folder that holds your data files, then press Find.")
+    names = [n for n in self.teachers() if n]
+    self.data_files = discover_datasets(os.path.expanduser(root), experts=names)
+    before = {n: (use.value, expert.value) for n, (use, expert, _) in self.dataset_rows.items()}
+    self.dataset_rows = {name: _dataset_row(name, entry, names, before.get(name))
+                         for name, entry in dataset_entries(self.data_files).items()}
+    self.dataset_box.children = [W.HBox([use, expert, W.Label(path)])
+                                 for use, expert, path in self.dataset_rows.values()]
+    self._note("")
+    return self.datasets()
+
+# %% ../nbs/13_dashboard.ipynb #443816e8
+@patch
+def datasets(self: DashboardForm) -> dict:
+    "The datasets in use as the state names them: `{name: {'path', 'expert'}}`."
+    return {n: {"path": path, "expert": expert.value or None}
+            for n, (use, expert, path) in self.dataset_rows.items() if use.value}
+
+# %% ../nbs/13_dashboard.ipynb #5f943fd6
+@patch
+def _settings_part(self: DashboardForm, start) -> list:
+    "The widgets of the rung and the key values, set to `start`'s."
+    num = dict(layout=W.Layout(width="14em"), style={"description_width": "8em"})
+    self.mode = W.ToggleButtons(options=["debug", "standard", "production"], value=start.mode, description="rung",
+                                tooltips=["50 samples", "500 samples", "5000 samples"],
+                                style={"description_width": "7em", "button_width": "7em"})
+    self.student_layers = W.BoundedIntText(start.student.num_layers, min=1, max=1024, description="student layers",
+                                           **num)
+    self.epochs = W.BoundedIntText(start.hyper.epochs, min=1, max=10**6, description="epochs", **num)
+    self.max_steps = W.BoundedIntText(start.hyper.max_steps or 0, min=0, max=10**9, description="max steps",
+                                      tooltip="0: the epochs decide", **num)
+    self.lr = W.FloatText(start.hyper.lr, description="learning rate", **num)
+    self.batch_size = W.BoundedIntText(start.hyper.batch_size, min=1, max=1 << 16, description="batch size", **num)
+    self.max_seq_length = W.BoundedIntText(start.optim.max_seq_length, min=8, max=1 << 20, description="seq length",
+                                           **num)
+    return [_head("Settings"), self.mode, _row(self.student_layers, self.epochs, self.max_steps),
+            _row(self.lr, self.batch_size, self.max_seq_length)]
+
+# %% ../nbs/13_dashboard.ipynb #bb5b0719
+_WIDGET_KEYS = ("teachers", "datasets", "mode", "student.num_layers", "hyper.epochs", "hyper.max_steps", "hyper.lr",
+                "hyper.batch_size", "optim.max_seq_length")  # the keys the widgets set
+
+# %% ../nbs/13_dashboard.ipynb #187f527e
+@patch
+def flags(self: DashboardForm) -> dict:
+    "The state flags of a new run: the widgets' values over the form's `flags` (flag names, as `nexus distill` takes)."
+    teachers = self.teachers()
+    if not teachers: raise DashboardError(
+        "Pick at least one teacher: scan a folder of models, then select one or more in the list.")
+    if "" in teachers or len(teachers) < len(self.teacher_select.value):
+        names = [self._name_box(p).value for p in self.teacher_select.value]
+        raise DashboardError(f"Every picked teacher needs a name of its own; they are now {names}.")
+    datasets = self.datasets()
+    if not datasets: raise DashboardError(
+        "Pick at least one dataset: type a data folder, press Find, and tick the datasets to use.")
+    base = normalize_flags(self.base_flags)
+    if not any(resolve_key(k)[0] == "hyper.sample_size" for k in self.base_flags):
+        base.pop("hyper.sample_size", None)  # the rung decides
+    flag_of = {k.key: k.flag for k in state_keys() if k.flag}
+    return {"teachers": teachers, "datasets": datasets, "mode": self.mode.value,
+            "student_layers": self.student_layers.value, "epochs": self.epochs.value,
+            "max_steps": self.max_steps.value or None, "lr": self.lr.value, "batch_size": self.batch_size.value,
+            "max_seq_length": self.max_seq_length.value,
+            **{flag_of[k]: v for k, v in base.items() if k not in _WIDGET_KEYS}}
+
+# %% ../nbs/13_dashboard.ipynb #6ceafa15
 def _cli_value(v) -> str:
     "One flag value as `nexus distill` reads it."
     if isinstance(v, bool): return "true" if v else "false"
@@ -130,136 +321,28 @@ def _cli_value(v) -> str:
     if isinstance(v, list): return ",".join(map(str, v)) if v else "[]"
     return str(v)
 
-class DashboardForm:
-    """The settings of a distillation run as widgets: teachers picked from a scanned folder and named, datasets found
-    under a folder with their experts, the rung and key values. `flags` are further state flags, as `nexus distill` takes."""
-    def __init__(self, models_root="", data_root="", flags=None):
-        self.base_flags = dict(flags or {})
-        start = resolve_state(None, self.base_flags)  # wrong flags fail here, when the dashboard is made
-        wide = dict(layout=W.Layout(width="34em"), style={"description_width": "7em"})
-        num = dict(layout=W.Layout(width="14em"), style={"description_width": "8em"})
-        self.models_root = W.Text(str(models_root), description="models in", placeholder="a folder to scan for teacher models", **wide)
-        self.scan_button = W.Button(description="Scan", icon="search", tooltip="list the models under this folder")
-        self.teacher_select = W.SelectMultiple(options=[], description="teachers", rows=4, **wide)
-        self.teacher_names, self.teacher_box, self.models = {}, W.VBox(), []
-        self.data_root = W.Text(str(data_root), description="data in", placeholder="a folder of jsonl, json, parquet, csv or txt files", **wide)
-        self.find_button = W.Button(description="Find", icon="search", tooltip="find the datasets under this folder")
-        self.dataset_rows, self.dataset_box, self.data_files = {}, W.VBox(), []
-        self.mode = W.ToggleButtons(options=["debug", "standard", "production"], value=start.mode, description="rung",
-                                    tooltips=["50 samples", "500 samples", "5000 samples"], style={"description_width": "7em", "button_width": "7em"})
-        self.student_layers = W.BoundedIntText(start.student.num_layers, min=1, max=1024, description="student layers", **num)
-        self.epochs = W.BoundedIntText(start.hyper.epochs, min=1, max=10**6, description="epochs", **num)
-        self.max_steps = W.BoundedIntText(start.hyper.max_steps or 0, min=0, max=10**9, description="max steps", tooltip="0: the epochs decide", **num)
-        self.lr = W.FloatText(start.hyper.lr, description="learning rate", **num)
-        self.batch_size = W.BoundedIntText(start.hyper.batch_size, min=1, max=1 << 16, description="batch size", **num)
-        self.max_seq_length = W.BoundedIntText(start.optim.max_seq_length, min=8, max=1 << 20, description="seq length", **num)
-        self.message, self.error = W.HTML(), None
-        self.scan_button.on_click(lambda _: self.scan())
-        self.find_button.on_click(lambda _: self.find_datasets())
-        self.teacher_select.observe(lambda _: self._teachers_changed(), "value")
-        row, head = lambda *ws: W.HBox(list(ws), layout=W.Layout(flex_flow="row wrap")), lambda t: W.HTML(f"<b>{t}</b>")
-        self.form = W.VBox([head("Teachers"), row(self.models_root, self.scan_button), self.teacher_select, self.teacher_box,
-                            head("Datasets"), row(self.data_root, self.find_button), self.dataset_box,
-                            head("Settings"), self.mode, row(self.student_layers, self.epochs, self.max_steps),
-                            row(self.lr, self.batch_size, self.max_seq_length)])
-        self.widget = W.VBox([self.form, self.message])
-        if models_root: self.scan()
-        if data_root: self.find_datasets()
+def _plain_mapping(v) -> bool:
+    "Whether a mapping reads back unchanged from `NAME=VALUE` tokens (else it is written as JSON)."
+    return bool(v) and all(isinstance(x, (str, int, float)) and not isinstance(x, bool) and "," not in str(x)
+                           and not str(x).startswith("{") for x in v.values())
 
-    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
-    def _fail(self, text): self.error, self.message.value = text, _message_html(text)
-    def _note(self, text, kind="info"): self.error, self.message.value = None, _message_html(text, kind)
-
-    @_guarded
-    def scan(self, root=None) -> list:
-        "List the models under `root` (default: the models box) as teachers to pick."
-        if root is not None: self.models_root.value = str(root)
-        root = self.models_root.value.strip()
-        if not root: raise DashboardError("Type the folder that holds your teacher models, then press Scan.")
-        res = scan(os.path.expanduser(root))
-        picked = [p for p in self.teacher_select.value if any(m["path"] == p for m in res.models)]
-        self.models = res.models
-        self.teacher_select.options = [(model_label(m), m["path"]) for m in res.models]
-        self.teacher_select.value = picked
-        if not res.models: self._note(f"no models found under {root}: give the folder that holds the model folders.", "warning")
-        elif res.problems: self._note(f"{len(res.models)} model(s) found; {len(res.problems)} path(s) could not be read: {res.problems[0][1]}", "warning")
-        else: self._note("")
-        return self.models
-
-    def _name_box(self, path):
-        "The name box of the teacher at `path` (made once, so a name typed survives a change of selection)."
-        if path not in self.teacher_names:
-            box = W.Text(entry_name(path, {b.value for b in self.teacher_names.values()}), description=entry_name(path),
-                         continuous_update=False, style={"description_width": "14em"}, layout=W.Layout(width="30em"))
-            box.observe(lambda _: self._teachers_changed(), "value")
-            self.teacher_names[path] = box
-        return self.teacher_names[path]
-
-    def teachers(self) -> dict:
-        "The picked teachers as the state names them: `{name: path}`."
-        return {self._name_box(p).value.strip(): p for p in self.teacher_select.value}
-
-    def _teachers_changed(self):
-        self.teacher_box.children = [self._name_box(p) for p in self.teacher_select.value]
-        if self.data_files: self.find_datasets()
-
-    @_guarded
-    def find_datasets(self, root=None) -> dict:
-        "Find the datasets under `root` (default: the data box); each gets a box to use it and a choice of expert."
-        if root is not None: self.data_root.value = str(root)
-        root = self.data_root.value.strip()
-        if not root: raise DashboardError("Type the folder that holds your data files, then press Find.")
-        names = [n for n in self.teachers() if n]
-        self.data_files = discover_datasets(os.path.expanduser(root), experts=names)
-        before = {n: (use.value, expert.value) for n, (use, expert, _) in self.dataset_rows.items()}
-        self.dataset_rows = {}
-        for name, entry in dataset_entries(self.data_files).items():
-            use = W.Checkbox(value=before.get(name, (True,))[0], description=name, indent=False, layout=W.Layout(width="14em"))
-            chosen = before[name][1] if name in before and before[name][1] in names else (entry["expert"] or "")
-            expert = W.Dropdown(options=[("untagged: all teachers", "")] + [(n, n) for n in names], value=chosen,  # "", not None: a Dropdown reads None as 'nothing chosen'
-                                description="expert", layout=W.Layout(width="20em"), style={"description_width": "4em"})
-            self.dataset_rows[name] = (use, expert, entry["path"])
-        self.dataset_box.children = [W.HBox([use, expert, W.Label(path)]) for use, expert, path in self.dataset_rows.values()]
-        self._note("")
-        return self.datasets()
-
-    def datasets(self) -> dict:
-        "The datasets in use as the state names them: `{name: {'path', 'expert'}}`."
-        return {n: {"path": path, "expert": expert.value or None} for n, (use, expert, path) in self.dataset_rows.items() if use.value}
-
-    def flags(self) -> dict:
-        "The state flags of a new run: the widgets' values over the form's `flags` (flag names, as `nexus distill` takes)."
-        teachers = self.teachers()
-        if not teachers: raise DashboardError("Pick at least one teacher: scan a folder of models, then select one or more in the list.")
-        if "" in teachers or len(teachers) < len(self.teacher_select.value):
-            raise DashboardError(f"Every picked teacher needs a name of its own; they are now {[self._name_box(p).value for p in self.teacher_select.value]}.")
-        datasets = self.datasets()
-        if not datasets: raise DashboardError("Pick at least one dataset: type a data folder, press Find, and tick the datasets to use.")
-        base = normalize_flags(self.base_flags)
-        if not any(resolve_key(k)[0] == "hyper.sample_size" for k in self.base_flags): base.pop("hyper.sample_size", None)  # the rung decides
-        flag_of = {k.key: k.flag for k in state_keys() if k.flag}
-        return {"teachers": teachers, "datasets": datasets, "mode": self.mode.value, "student_layers": self.student_layers.value,
-                "epochs": self.epochs.value, "max_steps": self.max_steps.value or None, "lr": self.lr.value,
-                "batch_size": self.batch_size.value, "max_seq_length": self.max_seq_length.value,
-                **{flag_of[k]: v for k, v in base.items() if k not in _WIDGET_KEYS}}
-
-    def cli_args(self) -> list:
-        "`flags()` as `nexus distill` arguments, each value as text the state's flag parser reads back."
-        args = []
-        for flag, v in self.flags().items():
-            args.append(f"--{flag}")
-            if isinstance(v, dict):
-                plain = v and all(isinstance(x, (str, int, float)) and not isinstance(x, bool) and "," not in str(x) and not str(x).startswith("{") for x in v.values())
-                args += [f"{n}={x}" for n, x in v.items()] if plain else [json.dumps(v)]
-            else: args.append(_cli_value(v))
-        return args
+@patch
+def cli_args(self: DashboardForm) -> list:
+    "`flags()` as `nexus distill` arguments, each value as text the state's flag parser reads back."
+    args = []
+    for flag, v in self.flags().items():
+        args.append(f"--{flag}")
+        if isinstance(v, dict): args += [f"{n}={x}" for n, x in v.items()] if _plain_mapping(v) else [json.dumps(v)]
+        else: args.append(_cli_value(v))
+    return args
 
 # %% ../nbs/13_dashboard.ipynb #017c325d
 class RunProgress(TrainerCallback):
     "Where a run is, for a display in another thread: steps done, steps in all, and when training started."
     def __init__(self): self.step, self.total, self.first, self.started = 0, 0, 0, None
     def on_train_begin(self, args, state, control, **kwargs):
-        self.total, self.step, self.first, self.started = state.max_steps, state.global_step, state.global_step, time.time()
+        self.total, self.step, self.first = state.max_steps, state.global_step, state.global_step
+        self.started = time.time()
     def on_step_end(self, args, state, control, **kwargs): self.step = state.global_step
 
     def summary(self) -> str:
@@ -267,171 +350,233 @@ class RunProgress(TrainerCallback):
         if self.started is None: return "loading the teachers and the data…"
         done, secs = self.step - self.first, time.time() - self.started
         rate = done / secs if done and secs > 0 else None
-        return f"step {self.step}/{self.total}" + (f" · {rate:.2f} steps/s · {(self.total - self.step) / rate:.0f} s left" if rate else "")
+        left = f" · {rate:.2f} steps/s · {(self.total - self.step) / rate:.0f} s left" if rate else ""
+        return f"step {self.step}/{self.total}{left}"
 
+# %% ../nbs/13_dashboard.ipynb #453c0e6e
 def _trained(run_dir, saved) -> bool:
     "Whether the run in `run_dir` got anywhere: a step or a checkpoint recorded, a checkpoint folder, or a logged loss."
     log = os.path.join(run_dir, "losses.jsonl")
-    return bool(saved.run.global_step or saved.run.last_checkpoint or os.path.isdir(os.path.join(run_dir, "checkpoints"))
+    return bool(saved.run.global_step or saved.run.last_checkpoint
+                or os.path.isdir(os.path.join(run_dir, "checkpoints"))
                 or (os.path.exists(log) and os.path.getsize(log)))
 
 def _metrics_table(before, after) -> str:
     "Held-out KL and perplexity before and after, as HTML."
     def cell(m, k): return f"{m[k]:.4g}" if m else "-"
-    rows = "".join(f"<tr><th style='text-align:left'>{label}</th><td>{cell(before, k)}</td><td>{cell(after, k)}</td></tr>"
+    rows = "".join(f"<tr><th style='text-align:left'>{label}</th><td>{cell(before, k)}</td>"
+                   f"<td>{cell(after, k)}</td></tr>"
                    for label, k in (("KL(teacher ‖ student)", "kl"), ("perplexity", "perplexity")))
     return f"<table class='nexus-results'><tr><th>held-out</th><th>before</th><th>after</th></tr>{rows}</table>"
 
 # %% ../nbs/13_dashboard.ipynb #3451eb71
 class Dashboard(DashboardForm):
-    """Distil from a notebook: the settings form, a run folder, Start, Stop and Resume (the run goes on in the
-    background), a progress bar, a live plot of every loss component and the held-out results."""
+    "Distil from a notebook: the settings form, a run folder, Start, Stop and Resume, live progress, plot and results."
     def __init__(self, models_root="", data_root="", run_dir="", flags=None, refresh=0.5):
         super().__init__(models_root, data_root, flags)
         self.refresh_every = refresh
-        self.run_dir = W.Text(str(run_dir), description="run folder", placeholder="a new folder for this run, e.g. runs/first",
-                              layout=W.Layout(width="34em"), style={"description_width": "7em"})
-        self.start_button = W.Button(description="Start", icon="play", button_style="success", tooltip="start a new run in the run folder")
-        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True, tooltip="finish the current step, save a checkpoint and stop")
-        self.resume_button = W.Button(description="Resume", icon="step-forward", tooltip="continue the run in the run folder, with its saved settings")
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", style={"description_width": "7em"}, layout=W.Layout(width="34em"))
-        self.status, self.results, self.plot = W.HTML(), W.HTML(), W.Image(format="png", layout=W.Layout(max_width="60em"))
         self.figure = Figure(figsize=(8, 3.4), dpi=80)
         FigureCanvasAgg(self.figure)
         self.ax = self.figure.add_subplot()
         self.lines, self.losses, self.result, self.exception = {}, [], None, None
-        self._worker = self._monitor = self._stop = self.run_progress = None  # `run_progress`: the current run's `RunProgress`
-        self.start_button.on_click(lambda _: self.start())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.resume_button.on_click(lambda _: self.start(resume=True))
-        row = lambda *ws: W.HBox(list(ws), layout=W.Layout(flex_flow="row wrap"))
-        self.widget.children = [self.form, W.HTML("<b>Run</b>"), row(self.run_dir, self.start_button, self.stop_button, self.resume_button),
-                                row(self.progress, self.status), self.message, self.plot, self.results]
+        self._worker = self._monitor = self._stop = self.run_progress = None  # `run_progress`: the run's `RunProgress`
+        self.widget.children = [self.form, _head("Run"), *self._run_part(run_dir), self.message, self.plot,
+                                self.results]
 
-    @property
-    def running(self) -> bool:
-        "Whether a run, or the display's last refresh after it, is still going."
-        return any(t is not None and t.is_alive() for t in (self._worker, self._monitor))
+    def __repr__(self):
+        where = Path(self.run_dir.value.strip()).name or "not given"
+        return f"{DashboardForm.__repr__(self)}; run folder {where}" + ("; running" if self.running else "")
 
-    @_guarded
-    def start(self, resume=False):
-        "Start a new run in the run folder (with `resume`, continue the run there) in the background."
-        if self.running: raise DashboardError("A run is going in this dashboard: Stop it, or wait for it to end, before starting another.")
-        run_dir = self.run_dir.value.strip()
-        if not run_dir: raise DashboardError("Type a run folder (a new folder for a new run), then press Start.")
-        run_dir = os.path.abspath(os.path.expanduser(run_dir))
-        pid = RunLock.owner(run_dir)
-        if pid is not None:
-            raise DashboardError(f"{run_dir} is in use by {'PID ' + str(pid) if pid else 'another process'}: wait for that run to end, or choose another run folder.")
-        has_run = state_path(run_dir).exists()
-        if resume:
-            if not has_run: raise DashboardError(f"{run_dir} holds no run to resume: press Start to begin one there.")
-            flags, saved = None, load_state(run_dir)  # a broken state file is reported now, not from the thread
-            what = f"resuming {run_dir} from step {saved.run.global_step}, with its saved settings"
-        else:
-            saved = load_state(run_dir) if has_run else None
-            if saved is not None and _trained(run_dir, saved):
-                raise DashboardError(f"{run_dir} already holds a run (step {saved.run.global_step}): press Resume to continue it, or type a new run folder.")
-            flags = self.flags()
-            resolve_state(saved, flags)  # a wrong value is named now
-            what = f"starting a {flags['mode']} run in {run_dir}" + (" (its last run failed before its first step)" if saved else "")
-        self.ax.clear()  # no monitor is running now: the figure is this thread's until the next one starts
-        self.lines, self.plot.value = {}, b""
-        self.losses, self._read_at, self._run_dir, self._run_error = [], 0, run_dir, None
-        self.result, self.exception, self._stop, self.run_progress = None, None, GracefulStop(), RunProgress()
-        self._note(what)
-        self.results.value, self.progress.value, self.progress.bar_style = "", 0, "info"
-        self._set_running(True)
-        self._worker = threading.Thread(target=self._work, args=(run_dir, flags, resume), name="nexus-dashboard-run", daemon=True)
-        self._monitor = threading.Thread(target=self._watch, name="nexus-dashboard-monitor", daemon=True)
-        self._worker.start(); self._monitor.start()
+# %% ../nbs/13_dashboard.ipynb #14f7311c
+@patch
+def _run_part(self: Dashboard, run_dir) -> list:
+    "The run folder, the buttons, the progress bar and its status; the plot and results widgets."
+    self.run_dir = W.Text(str(run_dir), description="run folder", layout=W.Layout(width="34em"),
+                          placeholder="a new folder for this run, e.g. runs/first", style={"description_width": "7em"})
+    self.start_button = W.Button(description="Start", icon="play", button_style="success",
+                                 tooltip="start a new run in the run folder")
+    self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True,
+                                tooltip="finish the current step, save a checkpoint and stop")
+    self.resume_button = W.Button(description="Resume", icon="step-forward",
+                                  tooltip="continue the run in the run folder, with its saved settings")
+    self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", style={"description_width": "7em"},
+                                  layout=W.Layout(width="34em"))
+    self.status, self.results, self.plot = W.HTML(), W.HTML(), W.Image(format="png", layout=W.Layout(max_width="60em"))
+    self.start_button.on_click(lambda _: self.start())
+    self.stop_button.on_click(lambda _: self.stop())
+    self.resume_button.on_click(lambda _: self.start(resume=True))
+    return [_row(self.run_dir, self.start_button, self.stop_button, self.resume_button),
+            _row(self.progress, self.status)]
 
-    def stop(self):
-        "Ask the run to stop after the current step; it saves a checkpoint and the state, and can be resumed."
-        if not self.running: return self._note("No run is going.")
-        self._stop.request()
-        self.stop_button.disabled = True
-        self.status.value = html.escape(f"stopping after step {self.run_progress.step + 1}…")
+# %% ../nbs/13_dashboard.ipynb #f797c957
+@patch(as_prop=True)
+def running(self: Dashboard) -> bool:
+    "Whether a run, or the display's last refresh after it, is still going."
+    return any(t is not None and t.is_alive() for t in (self._worker, self._monitor))
 
-    def wait(self, timeout=None):
-        "Block until the run and its display are done; the `DistillResult`, or None if the run failed (see `error`)."
-        end = None if timeout is None else time.monotonic() + timeout
-        for t in (self._worker, self._monitor):
-            if t is not None: t.join(None if end is None else max(0, end - time.monotonic()))
-        if self.running: raise TimeoutError(f"the run is still going after {timeout} s")
-        return self.result
+@patch
+def _run_folder(self: Dashboard) -> str:
+    "The run folder typed, as an absolute path, once it is sure nothing else uses it."
+    if self.running:
+        raise DashboardError("A run is going in this dashboard: Stop it, or wait for it to end, "
+                             "before starting another.")
+    run_dir = self.run_dir.value.strip()
+    if not run_dir: raise DashboardError("Type a run folder (a new folder for a new run), then press Start.")
+    run_dir = os.path.abspath(os.path.expanduser(run_dir))
+    pid = RunLock.owner(run_dir)
+    if pid is not None:
+        raise DashboardError(f"{run_dir} is in use by {'PID ' + str(pid) if pid else 'another process'}: "
+                             "wait for that run to end, or choose another run folder.")
+    return run_dir
 
-    def _set_running(self, running):
-        self.start_button.disabled = self.resume_button.disabled = running
-        self.stop_button.disabled = not running
+# %% ../nbs/13_dashboard.ipynb #21339dfc
+@patch
+def _plan(self: Dashboard, run_dir, resume) -> tuple:
+    "`(flags, what)`: the flags of the run (None: the saved ones) and the line that says what starts."
+    has_run = state_path(run_dir).exists()
+    if resume:
+        if not has_run: raise DashboardError(f"{run_dir} holds no run to resume: press Start to begin one there.")
+        saved = load_state(run_dir)
+        return None, f"resuming {run_dir} from step {saved.run.global_step}, with its saved settings"
+    saved = load_state(run_dir) if has_run else None
+    if saved is not None and _trained(run_dir, saved):
+        raise DashboardError(f"{run_dir} already holds a run (step {saved.run.global_step}): press Resume to continue "
+                             "it, or type a new run folder.")
+    flags = self.flags()
+    resolve_state(saved, flags)  # a wrong value is named now
+    failed = " (its last run failed before its first step)" if saved else ""
+    return flags, f"starting a {flags['mode']} run in {run_dir}{failed}"
 
-    def _work(self, run_dir, flags, resume):
-        "The run (its own thread): an error is kept for the display, never raised."
-        from transformers.utils import logging as hf_logging
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # weight-loading bars would land in whichever cell runs now
-        try: self.result = run_distillation(run_dir, flags, resume=resume, stop=self._stop, callbacks=[self.run_progress])
-        except NexusError as e: self.exception, self._run_error = e, str(e)
-        except Exception as e: self.exception, self._run_error = e, f"the run failed: {type(e).__name__}: {e}"
-        finally:
-            if bars: hf_logging.enable_progress_bar()
+# %% ../nbs/13_dashboard.ipynb #061b0db8
+@patch
+def _reset_display(self: Dashboard, run_dir):
+    "Clear the plot, the log read so far, the results and the progress bar for a new run in `run_dir`."
+    self.ax.clear()  # no monitor is running now: the figure is this thread's until the next one starts
+    self.lines, self.plot.value = {}, b""
+    self.losses, self._read_at, self._run_dir, self._run_error = [], 0, run_dir, None
+    self.result, self.exception, self._stop, self.run_progress = None, None, GracefulStop(), RunProgress()
+    self.results.value, self.progress.value, self.progress.bar_style = "", 0, "info"
 
-    def _watch(self):
-        "The monitor (its own thread): refresh while the run goes, once more after it, then show how it ended."
-        try:
-            while self._worker.is_alive():
-                self._refresh()
-                self._worker.join(self.refresh_every)
+@patch
+@_guarded
+def start(self: Dashboard, resume=False):
+    "Start a new run in the run folder (with `resume`, continue the run there) in the background."
+    run_dir = self._run_folder()
+    flags, what = self._plan(run_dir, resume)
+    self._reset_display(run_dir)
+    self._note(what)
+    self._set_running(True)
+    self._worker = threading.Thread(target=self._work, args=(run_dir, flags, resume), name="nexus-dashboard-run",
+                                    daemon=True)
+    self._monitor = threading.Thread(target=self._watch, name="nexus-dashboard-monitor", daemon=True)
+    self._worker.start(); self._monitor.start()
+
+# %% ../nbs/13_dashboard.ipynb #e36d491c
+@patch
+def stop(self: Dashboard):
+    "Ask the run to stop after the current step; it saves a checkpoint and the state, and can be resumed."
+    if not self.running: return self._note("No run is going.")
+    self._stop.request()
+    self.stop_button.disabled = True
+    self.status.value = html.escape(f"stopping after step {self.run_progress.step + 1}…")
+
+@patch
+def wait(self: Dashboard, timeout=None):
+    "Block until the run and its display are done; the `DistillResult`, or None if the run failed (see `error`)."
+    end = None if timeout is None else time.monotonic() + timeout
+    for t in (self._worker, self._monitor):
+        if t is not None: t.join(None if end is None else max(0, end - time.monotonic()))
+    if self.running: raise TimeoutError(f"the run is still going after {timeout} s")
+    return self.result
+
+@patch
+def _set_running(self: Dashboard, running):
+    "Buttons for a run going (Stop) or not (Start, Resume)."
+    self.start_button.disabled = self.resume_button.disabled = running
+    self.stop_button.disabled = not running
+
+# %% ../nbs/13_dashboard.ipynb #2a644bb7
+@patch
+def _work(self: Dashboard, run_dir, flags, resume):
+    "The run (its own thread): an error is kept for the display, never raised."
+    from transformers.utils import logging as hf_logging
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try: self.result = run_distillation(run_dir, flags, resume=resume, stop=self._stop, callbacks=[self.run_progress])
+    except NexusError as e: self.exception, self._run_error = e, str(e)
+    except Exception as e: self.exception, self._run_error = e, f"the run failed: {type(e).__name__}: {e}"
+    finally:
+        if bars: hf_logging.enable_progress_bar()
+
+# %% ../nbs/13_dashboard.ipynb #ad732fad
+@patch
+def _watch(self: Dashboard):
+    "The monitor (its own thread): refresh while the run goes, once more after it, then show how it ended."
+    try:
+        while self._worker.is_alive():
             self._refresh()
-            self._finish()
-        except Exception as e: self._fail(f"the display failed: {type(e).__name__}: {e}")
-        finally: self._set_running(False)
+            self._worker.join(self.refresh_every)
+        self._refresh()
+        self._finish()
+    except Exception as e: self._fail(f"the display failed: {type(e).__name__}: {e}")
+    finally: self._set_running(False)
 
-    def _read_losses(self) -> bool:
-        "Append the complete lines logged since the last read to `losses`; True if there were any."
-        try:
-            with open(os.path.join(self._run_dir, "losses.jsonl"), "rb") as f:
-                f.seek(self._read_at)
-                chunk = f.read()
-        except FileNotFoundError: return False
-        done = chunk.rfind(b"\n") + 1
-        self._read_at += done
-        self.losses += [json.loads(line) for line in chunk[:done].splitlines() if line.strip()]
-        return done > 0
+@patch
+def _read_losses(self: Dashboard) -> bool:
+    "Append the complete lines logged since the last read to `losses`; True if there were any."
+    try:
+        with open(os.path.join(self._run_dir, "losses.jsonl"), "rb") as f:
+            f.seek(self._read_at)
+            chunk = f.read()
+    except FileNotFoundError: return False
+    done = chunk.rfind(b"\n") + 1
+    self._read_at += done
+    self.losses += [json.loads(line) for line in chunk[:done].splitlines() if line.strip()]
+    return done > 0
 
-    def _redraw(self):
-        "One line per loss component over the steps logged so far, rendered into the plot widget."
-        keys = sorted({k for r in self.losses for k in r if k != "step"}, key=lambda k: ("/" in k, k != "loss_total", k))
-        steps = [r["step"] for r in self.losses]
-        for k in keys:
-            if k not in self.lines:
-                self.lines[k], = self.ax.plot([], [], label=k.removeprefix("loss_"), lw=2 if k == "loss_total" else 1.2, ls="--" if "/" in k else "-")
-            self.lines[k].set_data(steps, [r.get(k, float("nan")) for r in self.losses])
-        self.ax.set_yscale("log", nonpositive="mask")
-        self.ax.set(xlabel="step", ylabel="loss (log scale)", title=f"loss components, {os.path.basename(self._run_dir)}")
-        self.ax.relim(); self.ax.autoscale_view()
-        self.ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
-        self.figure.tight_layout()
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png")
-        self.plot.value = buf.getvalue()
+# %% ../nbs/13_dashboard.ipynb #d34de358
+@patch
+def _redraw(self: Dashboard):
+    "One line per loss component over the steps logged so far, rendered into the plot widget."
+    keys = sorted({k for r in self.losses for k in r if k != "step"}, key=lambda k: ("/" in k, k != "loss_total", k))
+    steps = [r["step"] for r in self.losses]
+    for k in keys:
+        if k not in self.lines:
+            self.lines[k], = self.ax.plot([], [], label=k.removeprefix("loss_"), lw=2 if k == "loss_total" else 1.2,
+                                          ls="--" if "/" in k else "-")
+        self.lines[k].set_data(steps, [r.get(k, float("nan")) for r in self.losses])
+    self.ax.set_yscale("log", nonpositive="mask")
+    self.ax.set(xlabel="step", ylabel="loss (log scale)", title=f"loss components, {os.path.basename(self._run_dir)}")
+    self.ax.relim(); self.ax.autoscale_view()
+    self.ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    self.figure.tight_layout()
+    buf = io.BytesIO()
+    self.figure.savefig(buf, format="png")
+    self.plot.value = buf.getvalue()
 
-    def _refresh(self):
-        if self._read_losses(): self._redraw()
-        p = self.run_progress
-        if p.total: self.progress.max, self.progress.value = p.total, min(p.step, p.total)
-        if not self._stop.signum: self.status.value = html.escape(p.summary())
+# %% ../nbs/13_dashboard.ipynb #ea35d864
+@patch
+def _refresh(self: Dashboard):
+    "Read new losses (and redraw), then move the progress bar and its status."
+    if self._read_losses(): self._redraw()
+    p = self.run_progress
+    if p.total: self.progress.max, self.progress.value = p.total, min(p.step, p.total)
+    if not self._stop.signum: self.status.value = html.escape(p.summary())
 
-    def _finish(self):
-        r = self.result
-        if r is None:
-            self.progress.bar_style, self.status.value = "danger", "failed"
-            return self._fail(self._run_error)
-        if r.exit_code:
-            self.progress.bar_style, self.status.value = "warning", html.escape(f"stopped at step {r.global_step}")
-            self._note(f"Stopped at step {r.global_step}: the checkpoint {r.last_checkpoint} and the state are saved in {r.run_dir}. "
-                       "Press Resume to continue (or run nexus distill --resume with that folder).", "warning")
-        else:
-            self.progress.bar_style, self.status.value = "success", html.escape(f"done: {r.global_step} steps in {r.seconds:.1f} s")
-            self._note(f"Done. The student is saved in {r.student_dir}.")
-        self.results.value = _metrics_table(r.before, r.after) if (r.before or r.after) else ""
+@patch
+def _finish(self: Dashboard):
+    "Show how the run ended: the bar's colour, the status, the message and the results."
+    r = self.result
+    if r is None:
+        self.progress.bar_style, self.status.value = "danger", "failed"
+        return self._fail(self._run_error)
+    if r.exit_code:
+        self.progress.bar_style, self.status.value = "warning", html.escape(f"stopped at step {r.global_step}")
+        self._note(f"Stopped at step {r.global_step}: the checkpoint {r.last_checkpoint} and the state are saved in "
+                   f"{r.run_dir}. Press Resume to continue (or run nexus distill --resume with that folder).",
+                   "warning")
+    else:
+        self.progress.bar_style = "success"
+        self.status.value = html.escape(f"done: {r.global_step} steps in {r.seconds:.1f} s")
+        self._note(f"Done. The student is saved in {r.student_dir}.")
+    self.results.value = _metrics_table(r.before, r.after) if (r.before or r.after) else ""
