@@ -111,15 +111,20 @@ class ModelBrowser(_Panel):
         problem = f"; error: {self.error}" if self.error else ""
         return f"ModelBrowser: {len(self.models)} model(s) found{shown}{problem}"
 
+# %% ../nbs/13_dashboard.ipynb #dba3a170
+def _scan_from(box, root, ask) -> tuple:
+    "`(folder, ScanResult)` for the folder typed in `box` (or `root`, which is put in the box); `ask` if there is none."
+    if root is not None: box.value = str(root)
+    root = box.value.strip()
+    if not root: raise DashboardError(ask)
+    return root, scan(os.path.expanduser(root))
+
 # %% ../nbs/13_dashboard.ipynb #d8e70bac
 @patch
 @_guarded
 def scan(self: ModelBrowser, root=None) -> list:
     "List the models under `root` (default: the root box); unreadable folders are counted in the message."
-    if root is not None: self.root.value = str(root)
-    root = self.root.value.strip()
-    if not root: raise DashboardError("Type a folder to scan for models first.")
-    res = scan(os.path.expanduser(root))
+    root, res = _scan_from(self.root, root, "Type a folder to scan for models first.")
     self.models = res.models
     self.found.options = [(model_label(m), m["path"]) for m in res.models]
     unread = f"; {len(res.problems)} path(s) could not be read: {res.problems[0][1]}" if res.problems else ""
@@ -182,10 +187,7 @@ def _teacher_part(self: DashboardForm, models_root) -> list:
 @_guarded
 def scan(self: DashboardForm, root=None) -> list:
     "List the models under `root` (default: the models box) as teachers to pick."
-    if root is not None: self.models_root.value = str(root)
-    root = self.models_root.value.strip()
-    if not root: raise DashboardError("Type the folder that holds your teacher models, then press Scan.")
-    res = scan(os.path.expanduser(root))
+    root, res = _scan_from(self.models_root, root, "Type the folder that holds your teacher models, then press Scan.")
     picked = [p for p in self.teacher_select.value if any(m["path"] == p for m in res.models)]
     self.models = res.models
     self.teacher_select.options = [(model_label(m), m["path"]) for m in res.models]
