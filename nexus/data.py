@@ -6,23 +6,23 @@ Docs: https://nexus-distill.github.io/nexus/data.html.md"""
 
 # %% ../nbs/09_data.ipynb #497dd278
 from __future__ import annotations
-import bisect, csv, errno, itertools, json, math, os, random, re, sysconfig, warnings
+import bisect, csv, errno, functools, itertools, json, math, os, random, re, sysconfig, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib.resources import files as _package_files
 from pathlib import Path
 from .settings import LADDER
-from .formats import json_type_name
+from .formats import json_type_name, file_kind, open_regular
 from .errors import did_you_mean, NexusError, DataError, DatasetNotFoundError, DataReadError
 from .errors import EmptyDatasetError, DataFormatError, ChatTemplateError
 
 # %% auto #0
-__all__ = ['FORMATS', 'SPLIT_FOLDERS', 'TEXT_FIELDS', 'PAIR_FIELDS', 'CHAT_FIELDS', 'ROLES', 'STDLIB_SKIP', 'BUILTIN_SOURCES',
-           'DatasetFile', 'dataset_name', 'Datasets', 'discover_datasets', 'Example', 'detect_fields', 'render_chat',
-           'record_to_example', 'count_records', 'read_records', 'read_examples', 'ladder_sample_size', 'fair_shares',
-           'sample_examples', 'split_heldout', 'tokenize_examples', 'pack_examples', 'DistillDataset',
-           'DistillCollator', 'build_dataset', 'corpus_path', 'stdlib_root', 'stdlib_files', 'code_chunks',
-           'builtin_examples', 'state_datasets']
+__all__ = ['FORMATS', 'SPLIT_FOLDERS', 'TEXT_FIELDS', 'PAIR_FIELDS', 'CHAT_FIELDS', 'ROLES', 'MAX_RECORD_BYTES', 'MAX_JSON_BYTES',
+           'CHARS_PER_TOKEN', 'STDLIB_SKIP', 'BUILTIN_SOURCES', 'DatasetFile', 'dataset_name', 'Datasets',
+           'discover_datasets', 'Example', 'detect_fields', 'render_chat', 'record_to_example', 'count_records',
+           'read_records', 'read_examples', 'ladder_sample_size', 'fair_shares', 'sample_examples', 'split_heldout',
+           'tokenize_examples', 'pack_examples', 'DistillDataset', 'DistillCollator', 'build_dataset', 'corpus_path',
+           'stdlib_root', 'stdlib_files', 'code_chunks', 'builtin_examples', 'state_datasets']
 
 # %% ../nbs/09_data.ipynb #e9f3031c
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv",
@@ -74,11 +74,11 @@ class Datasets(list):
         return head + "".join(f"\n| {f.name} | {f.expert or '(none)'} | {f.format} | `{f.shown}` |" for f in self)
 
 # %% ../nbs/09_data.ipynb #a54c0a56
+_FOLDER = "{path} is a folder, not a data file. Give it as a root to `discover_datasets` to search it."
+
 def _read_error(path, e: OSError) -> DataReadError:
     "A `DataReadError` that says why `path` can't be opened and what to do."
-    if isinstance(e, IsADirectoryError):
-        return DataReadError(f"{path} is a folder, not a data file. Give it as a root to `discover_datasets` to search "
-                             "it.")
+    if isinstance(e, IsADirectoryError): return DataReadError(_FOLDER.format(path=path))
     if isinstance(e, FileNotFoundError):
         return DataReadError(f"{path} does not exist (or is a broken link). Check the path.")
     if e.errno in (errno.EACCES, errno.EPERM):
@@ -140,6 +140,9 @@ def _root_files(root) -> tuple[list[Path], Path | None]:
         raise DatasetNotFoundError(f"{r} does not exist. Give a folder of data files (searched recursively) or a data "
                                    "file.")
     if r.is_file(): return [DatasetFile.of(r).path], None
+    if not r.is_dir():
+        raise DataReadError(f"{r} is {file_kind(os.stat(r).st_mode)}, neither a data file nor a folder of them: Nexus "
+                            "reads only regular files. Give the file itself, or the folder that holds it.")
     found = sorted(_walk(r), key=lambda p: p.relative_to(r).parts)
     if not found:
         raise DatasetNotFoundError(f"{r} holds no dataset file: looked for {_kinds()} files in it and its subfolders "
@@ -306,9 +309,9 @@ def record_to_example(record, tokenizer=None, *, expert=None, dataset=None, sour
 # %% ../nbs/09_data.ipynb #1d9e373e
 _BOM = b"\xef\xbb\xbf"
 
-def _open(path, mode="rb", **kw):
-    "`open`, its errors told as `_read_error` tells them."
-    try: return open(path, mode, **kw)
+def _open(path):
+    "The data file at `path`, open for reading in binary once checked to be a regular file (`open_regular`)."
+    try: return os.fdopen(open_regular(path, "data file", error=DataReadError, folder=_FOLDER), "rb")
     except OSError as e: raise _read_error(path, e) from None
 
 def _utf8(raw: bytes, path, line=1) -> str:
@@ -319,6 +322,24 @@ def _utf8(raw: bytes, path, line=1) -> str:
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise DataReadError(f"{path}, line {at}: not UTF-8 text (byte {raw[e.start]:#04x} at column {col}). "
                             "Save the file as UTF-8.") from None
+
+# %% ../nbs/09_data.ipynb #18dfa075
+MAX_RECORD_BYTES = 256 << 20  # the longest line, paragraph or csv field read as one record
+MAX_JSON_BYTES = 1 << 30      # the largest .json document, which is parsed whole (JSON Lines stream any size)
+
+def _too_long(path, n, what="line") -> DataReadError:
+    "The error for a record past `MAX_RECORD_BYTES`, at line `n` of `path`."
+    limit = MAX_RECORD_BYTES
+    size = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"
+    return DataReadError(f"{path}, line {n}: a {what} longer than {size}, the most Nexus reads as one record. Split "
+                         "the record, or check that this is a text file (a binary file has no line breaks).")
+
+def _lines(f, path):
+    "(number, bytes) of each line of the binary file `f`, none longer than `MAX_RECORD_BYTES` (else a `DataReadError`)."
+    limit = MAX_RECORD_BYTES
+    for n, line in enumerate(iter(functools.partial(f.readline, limit + 1), b""), 1):
+        if len(line) > limit: raise _too_long(path, n)
+        yield n, line
 
 # %% ../nbs/09_data.ipynb #c16f56b6
 def _record(obj, where) -> dict:
@@ -355,9 +376,9 @@ class _Jsonl(_Reader):
     "JSON Lines: a record per non-blank line."
     def _raw(self):
         with _open(self.path) as f:
-            for n, line in enumerate(f, 1):
+            for n, line in _lines(f, self.path):
                 if n == 1: line = line.removeprefix(_BOM)
-                if line.strip(): yield n, line
+                if line and not line.isspace(): yield n, line  # isspace: no copy of a long line, as strip makes
 
     def _decode(self, n, raw):
         try: obj = json.loads(_utf8(raw, self.path, n))
@@ -394,7 +415,12 @@ class _Json(_Reader):
         self._items, self._lines = None, None
 
     def _load(self):
-        with _open(self.path) as f: raw = f.read()
+        with _open(self.path) as f:
+            raw = f.read(MAX_JSON_BYTES + 1) if os.fstat(f.fileno()).st_size <= MAX_JSON_BYTES else None
+        if raw is None or len(raw) > MAX_JSON_BYTES:
+            raise DataReadError(f"{self.path} is larger than {MAX_JSON_BYTES >> 20} MiB, and a .json document is "
+                                "parsed whole. Save it as JSON Lines (.jsonl, a record per line), which is read a line "
+                                "at a time.")
         text = _utf8(raw.removeprefix(_BOM), self.path)
         if not text.strip(): return []
         try: obj = json.loads(text)
@@ -415,9 +441,9 @@ class _Json(_Reader):
 # %% ../nbs/09_data.ipynb #643c3179
 @contextmanager
 def _big_csv_fields():
-    "Let a csv field be as long as a document (the default limit is 128 KiB); restored afterwards."
+    "Let a csv field be as long as a record may be (`MAX_RECORD_BYTES`; csv's default is 128 KiB); restored afterwards."
     old = csv.field_size_limit()
-    csv.field_size_limit(2**31 - 1)
+    csv.field_size_limit(MAX_RECORD_BYTES)
     try: yield
     finally: csv.field_size_limit(old)
 
@@ -427,7 +453,7 @@ class _Csv(_Reader):
     def _lines(self):
         "The file's lines, decoded one at a time (a bad byte is reported at its line), line ends kept as csv wants."
         with _open(self.path) as f:
-            for n, raw in enumerate(f, 1): yield _utf8(raw.removeprefix(_BOM) if n == 1 else raw, self.path, n)
+            for n, raw in _lines(f, self.path): yield _utf8(raw.removeprefix(_BOM) if n == 1 else raw, self.path, n)
 
     def _raw(self):
         delim = "\t" if self.path.suffix.lower() == ".tsv" else ","
@@ -457,13 +483,15 @@ class _Csv(_Reader):
 class _Txt(_Reader):
     "A text file's paragraphs, each a text record numbered by its first line."
     def _raw(self):
-        "(first line, lines) of each paragraph."
+        "(first line, lines) of each paragraph; a paragraph past `MAX_RECORD_BYTES` is a `DataReadError`."
         with _open(self.path) as f:
-            buf, start = [], 0
-            for n, line in enumerate(f, 1):
+            buf, start, size = [], 0, 0
+            for n, line in _lines(f, self.path):
                 if n == 1: line = line.removeprefix(_BOM)
-                if line.strip():
-                    if not buf: start = n
+                if line and not line.isspace():
+                    if not buf: start, size = n, 0
+                    size += len(line)
+                    if size > MAX_RECORD_BYTES: raise _too_long(self.path, start, "paragraph")
                     buf.append(line)
                 elif buf:
                     yield start, buf
@@ -481,42 +509,44 @@ def _pyarrow(path):
                             "`pip install pyarrow` (or convert the file to JSON Lines).") from None
     return pq
 
-def _parquet_file(path):
-    "The `pyarrow.parquet.ParquetFile` of `path`, or a `DataReadError` that says why it can't be read."
+def _parquet_file(f, path):
+    "The `pyarrow.parquet.ParquetFile` of `f`, the open file `path`, or a `DataReadError` that says why it can't be."
     pq = _pyarrow(path)
-    try: return pq.ParquetFile(path)
-    except OSError as e:
-        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)): raise _read_error(path, e) from None
-        raise DataReadError(f"{path} can't be read as Parquet: {e}. Check that the file is complete.") from None
+    try: return pq.ParquetFile(f)
     except Exception as e:  # pyarrow.ArrowInvalid and kin: not a Parquet file
         raise DataReadError(f"{path} can't be read as Parquet: {e}. Check that the file is complete.") from None
 
 # %% ../nbs/09_data.ipynb #151c186a
+def _row_groups(md, want):
+    "(group, its first row, the positions in it to read) of each row group holding a wanted row (any, when None)."
+    start, j = 0, 0
+    for g in range(md.num_row_groups):
+        size = md.row_group(g).num_rows
+        if want is None: local = list(range(size))
+        else:
+            k = bisect.bisect_left(want, start + size, j)
+            local, j = [i - start for i in want[j:k]], k
+        if local: yield g, start, local
+        start += size
+        if want is not None and j == len(want): return
+
 class _Parquet(_Reader):
     "A Parquet file's rows, numbered by row, counted from its metadata and read a row group at a time."
     unit = "row"
-    def count(self) -> int: return _parquet_file(self.path).metadata.num_rows
+    def count(self) -> int:
+        with _open(self.path) as f: return _parquet_file(f, self.path).metadata.num_rows
 
     def read(self, indices=None):
         "(row, record) of every row, or of those at the 0-based `indices`: only the groups holding one are read."
-        pf = _parquet_file(self.path)
-        md = pf.metadata
         want = None if indices is None else sorted(set(indices))
-        start, j = 0, 0
-        for g in range(md.num_row_groups):
-            size = md.row_group(g).num_rows
-            if want is None: local = list(range(size))
-            else:
-                k = bisect.bisect_left(want, start + size, j)
-                local, j = [i - start for i in want[j:k]], k
-            if local:
+        with _open(self.path) as f:
+            pf = _parquet_file(f, self.path)
+            for g, start, local in _row_groups(pf.metadata, want):
                 try:
                     t = pf.read_row_group(g)
                     rows = (t if want is None else t.take(local)).to_pylist()
                 except Exception as e: raise DataReadError(f"{self.path}, row group {g}: can't be read: {e}.") from None
                 for off, row in zip(local, rows): yield start + off + 1, row
-            start += size
-            if want is not None and j == len(want): return
 
 # %% ../nbs/09_data.ipynb #c178a2fb
 _READERS = {"jsonl": _Jsonl, "json": _Json, "csv": _Csv, "txt": _Txt, "parquet": _Parquet}
@@ -685,6 +715,28 @@ def _lead_ids(tokenizer) -> list[int]:
     at = next((i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain), 0)
     return list(full[:at])
 
+# %% ../nbs/09_data.ipynb #bfe32fad
+CHARS_PER_TOKEN = 16  # characters tokenised per token a run can keep (with 8 tokens to spare), before a cut
+_SPARE_TOKENS = 8
+
+def _prefix(text, n) -> str:
+    "The first `n` characters of `text`, cut back to the last word's end in the second half of them, if any."
+    if len(text) <= n: return text
+    at = next((i for i in range(n, n // 2, -1) if text[i].isspace() and not text[i - 1].isspace()), n)
+    return text[:at]
+
+def _token_ids(tokenizer, texts, max_seq_length) -> list[list[int]]:
+    "Each text's token ids, from a prefix long enough for its first `max_seq_length` to be those of the whole text."
+    need = max_seq_length + _SPARE_TOKENS
+    n = need * CHARS_PER_TOKEN
+    ids = list(tokenizer([_prefix(t, n) for t in texts], add_special_tokens=False)["input_ids"])
+    for i, t in enumerate(texts):
+        m = n
+        while len(t) > m and len(ids[i]) < need:  # long tokens: a longer piece, up to the whole text
+            m *= 4
+            ids[i] = tokenizer(_prefix(t, m), add_special_tokens=False)["input_ids"]
+    return ids
+
 # %% ../nbs/09_data.ipynb #818802fc
 def tokenize_examples(examples, tokenizer, max_seq_length, completion_only=False) -> list[dict]:
     "Items `{input_ids, labels, expert}`: leading tokens, EOS, prompt labels -100 if `completion_only`, cut to length."
@@ -696,8 +748,8 @@ def tokenize_examples(examples, tokenizer, max_seq_length, completion_only=False
     examples = list(examples)
     if not examples: return []
     lead = _lead_ids(tokenizer)
-    P = tokenizer([ex.prompt for ex in examples], add_special_tokens=False)["input_ids"]
-    C = tokenizer([ex.completion for ex in examples], add_special_tokens=False)["input_ids"]
+    P = _token_ids(tokenizer, [ex.prompt for ex in examples], max_seq_length)
+    C = _token_ids(tokenizer, [ex.completion for ex in examples], max_seq_length)
     items, dropped = [], 0
     for ex, p, c in zip(examples, P, C):
         p, c = list(p), list(c)

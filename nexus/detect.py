@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from .errors import NexusError, ModelPathError, ConfigError, HeaderError, ScanError
 from .formats import (read_json_object, json_type_name, read_safetensors_header, SAFETENSORS_DTYPE_BITS,
-                           GGUFArray, GGML_TYPES, GGUF_FILE_TYPES, read_gguf_header, gguf_tensor_bytes, read_npz_shapes)
+                           GGUFArray, GGML_TYPES, GGUF_FILE_TYPES, read_gguf_header, gguf_tensor_bytes, read_npz_shapes,
+                           atomic_write)
 
 # %% auto #0
 __all__ = ['BUNDLED_MODELS', 'CATEGORY_RULES', 'CATEGORIES', 'BASE_TABLES', 'TABLE_LABELS', 'NAME_WORD_RULES',
@@ -350,18 +351,15 @@ def _index_stamp(root):
 _ARCH_INDEX = None
 
 def _load_cached_index(cache):
-    try:
-        with open(cache, encoding="utf-8") as f: idx = json.load(f)
-    except (OSError, ValueError): return None
-    return idx if isinstance(idx, dict) and idx.get("format") == INDEX_FORMAT else None
+    try: idx = read_json_object(cache, "architecture index")  # a regular file only: a FIFO here is not waited on
+    except NexusError: return None
+    return idx if idx.get("format") == INDEX_FORMAT else None
 
 def _save_index(cache, idx):
     try:  # the cache is an optimisation: a read-only home only costs the ~0.1 s rebuild next time
         os.makedirs(os.path.dirname(cache), exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f: json.dump(idx, f)
-        os.replace(tmp, cache)
-    except OSError: pass
+        atomic_write(cache, json.dumps(idx))
+    except (OSError, NexusError): pass
 
 # %% ../nbs/02_detect.ipynb #b1393f58
 def arch_index(refresh=False) -> dict:
@@ -1004,17 +1002,22 @@ def _not_a_model_message(folder):
     return (f"{folder.path}: no config.json here, and no model_index.json, .gguf file or SAE weights either; the "
             f"folder holds {what}. Pass the folder that holds the model's config.json and weights.{hint}")
 
-def get_model_info(path) -> dict:
-    "Everything Nexus can tell about a model folder (or .gguf file) without loading it; bad input raises `NexusError`."
-    folder = ModelFolder(path)
+def _describe(folder) -> dict | None:
+    "What `get_model_info` says about a listed folder (or .gguf file), or None when it holds no model."
     info = _blank_info(folder)
     if folder.is_gguf_file: _describe_gguf(folder, info)
     elif _is_diffusers_folder(folder): _describe_diffusers(folder, info)
     elif (layout := sae_layout(folder)): _describe_sae(folder, info, layout)
     elif folder.with_suffix(".gguf") and "config.json" not in folder.files: _describe_gguf(folder, info)
     elif "config.json" in folder.files: _describe_config(folder, info)
-    else: raise ConfigError(_not_a_model_message(folder))
+    else: return None
     return _judge_support(info)
+
+def get_model_info(path) -> dict:
+    "Everything Nexus can tell about a model folder (or .gguf file) without loading it; bad input raises `NexusError`."
+    folder = ModelFolder(path)
+    if (info := _describe(folder)) is None: raise ConfigError(_not_a_model_message(folder))
+    return info
 
 # %% ../nbs/02_detect.ipynb #ef51919f
 def is_model_supported(path) -> dict:
@@ -1102,6 +1105,36 @@ def _scan_targets(d, files):
     if not ggufs or files & {"config.json", "model_index.json"}: return [d]
     return [os.path.join(d, n) for n in ggufs if not (m := _GGUF_SHARD.match(n)) or m.group(2) == "00001"]
 
+# %% ../nbs/02_detect.ipynb #47c3397e
+def _stray_weights(d, files) -> ConfigError:
+    "The warning for a folder whose weight-like files nothing describes."
+    loose = sorted(n for n in files if n.endswith(WEIGHT_SUFFIXES) and n not in _NOT_WEIGHTS)
+    shown = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+    return ConfigError(f"{d} holds weight-like files ({shown}) but no config.json, model_index.json or SAE config, so "
+                       "it is not a model folder; the scan went on below it. If it is a model, add its config.json or "
+                       "re-download it.")
+
+# %% ../nbs/02_detect.ipynb #42dbcffc
+def _scan_here(d, files, dirs, res) -> bool:
+    "Describe the model(s) at folder `d` into `res`; True when `d` is a model folder (its subfolders are its parts)."
+    if not _is_model_candidate(files, dirs): return False
+    targets = _scan_targets(d, files)
+    if targets != [d]:  # loose GGUF files, each a model by itself: the folder is not one, so the walk goes on
+        for t in targets:
+            try: res.models.append(get_model_info(t))
+            except NexusError as err: res.problems.append((t, err))
+        return False
+    try: info = _describe(ModelFolder(d))
+    except NexusError as err:
+        res.problems.append((d, err))
+        return True
+    if info is None:
+        if any(n.endswith(WEIGHT_SUFFIXES) and n not in _NOT_WEIGHTS for n in files):
+            res.problems.append((d, _stray_weights(d, files)))
+        return False
+    res.models.append(info)
+    return True
+
 # %% ../nbs/02_detect.ipynb #7a67f427
 def _scan_listing(d, problems):
     "(files, dirs) of folder `d`, recording links that loop on themselves; None if it can't be listed."
@@ -1142,18 +1175,14 @@ def _scan_folder(d, depth, ancestors, res, seen, max_depth):
     listing = _scan_listing(d, res.problems)
     if listing is None: return
     files, dirs = listing
-    if _is_model_candidate(files, dirs):
-        for t in _scan_targets(d, files):
-            try: res.models.append(get_model_info(t))
-            except NexusError as err: res.problems.append((t, err))
-    elif depth < max_depth:
-        for name in sorted(dirs):
-            if name not in _SKIP_DIRS:
-                _scan_folder(os.path.join(d, name), depth + 1, {**ancestors, key: d}, res, seen, max_depth)
+    if _scan_here(d, files, dirs, res) or depth >= max_depth: return
+    for name in sorted(dirs):
+        if name not in _SKIP_DIRS:
+            _scan_folder(os.path.join(d, name), depth + 1, {**ancestors, key: d}, res, seen, max_depth)
 
 # %% ../nbs/02_detect.ipynb #f0498f3e
 def scan(root, max_depth=12) -> ScanResult:
-    "Every model folder (and lone .gguf file) under `root`; follows links but never loops, nor descends into a model."
+    "Every model folder and loose .gguf file under `root`; follows links but never loops, nor descends into a model."
     root = _open_model_path(root)[0]
     if root.endswith(".gguf") and os.path.isfile(root): return ScanResult(models=[get_model_info(root)])
     res = ScanResult()

@@ -63,9 +63,8 @@ class ReverseKL:
 # %% ../nbs/03_divergences.ipynb #5dfbb7c1
 @divergence("jsd")
 class JSD:
-    """β KL(p ‖ m) + (1−β) KL(q ‖ m) with m = βp + (1−β)q (GKD's generalised JSD): β = 0 is forward KL,
-    β = 1
-    reverse KL, 0.5 the symmetric JSD."""
+    """β KL(p ‖ m) + (1−β) KL(q ‖ m) with m = βp + (1−β)q (GKD's generalised JSD): β = 0 is forward KL, β = 1 reverse
+    KL, 0.5 the symmetric JSD."""
     @staticmethod
     def value(t, s, beta=0.5):
         if beta in (0, 1): return (ForwardKL if beta == 0 else ReverseKL).value(t, s)
@@ -85,18 +84,24 @@ class JSD:
 
 # %% ../nbs/03_divergences.ipynb #1a911386
 def check_divergence(name, rows=6, vocab=11, betas=(0.0, 0.1, 0.5, 0.9, 1.0), seed=0, atol=1e-5):
-    "Assert that `DIVERGENCES[name]`'s `chunk` value and gradient agree with autograd on its `value`."
+    "Assert that `DIVERGENCES[name]`'s `chunk` value and gradient agree with autograd on its `value`, and are finite."
     import torch
     div, g = DIVERGENCES[name], torch.Generator().manual_seed(seed)
     x = torch.randn(rows, vocab, generator=g, dtype=torch.float64) * 3
     t = torch.randn(rows, vocab, generator=g, dtype=torch.float64) * 3
-    t[0, 1:] = -1e4                   # a teacher certain of one token
+    t[0, 1:] = -1e4                                    # a teacher certain of one token
+    if rows > 3 and vocab > 3:                         # -inf logits: masked vocabularies, logit processors
+        x[1, -2:] = t[1, -2:] = -math.inf              # both sides mask the same words
+        x[2, -2:], t[2, -2:] = -math.inf, -1e4         # the student masks words the teacher all but rules out
+        x[3, -2:], t[3, -2:] = -1e4, -math.inf         # and the other way round
     t = t.log_softmax(-1).clamp(min=LOG_ZERO)
     for beta in betas:
         x_ = x.clone().requires_grad_()
-        ref = div.value(t, x_.log_softmax(-1), beta)
+        ref = div.value(t, x_.log_softmax(-1).clamp(min=LOG_ZERO), beta)
         ref.sum().backward()
-        d, grad = div.chunk(t.clone(), x.log_softmax(-1), beta, grad=True)
+        d, grad = div.chunk(t.clone(), x.log_softmax(-1).clamp(min=LOG_ZERO), beta, grad=True)
         if not (torch.allclose(d, ref.detach(), atol=atol) and torch.allclose(grad, x_.grad, atol=atol)):
             raise AssertionError(f"divergence {name!r} at beta={beta}: chunk() disagrees with autograd on value()")
+        if not (d.isfinite().all() and grad.isfinite().all() and x_.grad.isfinite().all()):
+            raise AssertionError(f"divergence {name!r} at beta={beta}: a value or gradient is not finite")
     return True

@@ -12,9 +12,66 @@ from pathlib import Path
 from .errors import NexusError, ModelPathError, ConfigError, HeaderError, WriteError
 
 # %% auto #0
-__all__ = ['SAFETENSORS_DTYPE_BITS', 'GGML_TYPES', 'GGUF_FILE_TYPES', 'json_type_name', 'read_json_object',
-           'read_safetensors_header', 'gguf_tensor_bytes', 'GGUFArray', 'GGUFHeader', 'read_gguf_header',
-           'read_npz_shapes', 'write_error', 'fsync_dir', 'atomic_write']
+__all__ = ['SAFETENSORS_DTYPE_BITS', 'GGML_TYPES', 'GGUF_FILE_TYPES', 'file_kind', 'open_regular', 'json_type_name',
+           'read_json_object', 'read_safetensors_header', 'gguf_tensor_bytes', 'GGUFArray', 'GGUFHeader',
+           'read_gguf_header', 'read_npz_shapes', 'write_error', 'fsync_dir', 'atomic_write']
+
+# %% ../nbs/01_formats.ipynb #aed58653
+_FILE_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+               (stat.S_ISLNK, "a symbolic link"))
+
+def file_kind(mode: int) -> str:
+    "What an `st_mode` says a path is, as a message names it: 'a regular file', 'a folder', 'a FIFO (named pipe)', ..."
+    return next((name for is_kind, name in _FILE_KINDS if is_kind(mode)), "a special file")
+
+# %% ../nbs/01_formats.ipynb #d7db5a64
+_NOT_REGULAR = ("{path} is {kind}, not a regular file: cannot read it as a {what}. Nexus reads only regular files "
+                "({kind} can block or never end); give the file itself.")
+_FOLDER = "{path} is a folder, not a regular file: cannot read it as a {what}."
+
+def _too_large(path, limit, what) -> str:
+    size = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"
+    return f"{path} is larger than {size}: that is not a {what}; check the file."
+
+def _refused(path, mode, what, error, folder):
+    "The error for `path`, whose `st_mode` is `mode`: not a regular file."
+    if stat.S_ISLNK(mode):
+        return error(f"{path} is a symbolic link, which Nexus does not follow to a {what}: replace the link by the "
+                     "file, or remove it.")
+    kind = file_kind(mode)
+    return error((folder if kind == "a folder" else _NOT_REGULAR).format(path=path, kind=kind, what=what))
+
+def _unopenable(path, follow, what, error, folder):
+    "The error for a path that could not be opened because of what it is (a socket, a link), or None."
+    try: mode = (os.stat if follow else os.lstat)(path).st_mode
+    except OSError: return None
+    return None if stat.S_ISREG(mode) else _refused(path, mode, what, error, folder)
+
+# %% ../nbs/01_formats.ipynb #193249b2
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_READ_FLAGS = os.O_RDONLY | _NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+def _open_checked(path, what, limit, error, follow, folder) -> tuple[int, int]:
+    "(descriptor, size) of `path`, refused with `error` unless it is a regular file of at most `limit` bytes."
+    flags = _READ_FLAGS if follow else _READ_FLAGS | getattr(os, "O_NOFOLLOW", 0)
+    try: fd = os.open(path, flags)  # never waits: a FIFO opens at once, and is refused below
+    except OSError:
+        if (err := _unopenable(path, follow, what, error, folder)) is not None: raise err from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode): raise _refused(path, st.st_mode, what, error, folder)
+        if limit is not None and st.st_size > limit: raise error(_too_large(path, limit, what))
+        if _NONBLOCK: os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
+
+def open_regular(path, what="file", limit=None, *, error=ModelPathError, follow=True, folder=_FOLDER) -> int:
+    "A read-only descriptor of `path`, checked on the descriptor to be a regular file of at most `limit` bytes."
+    return _open_checked(path, what, limit, error, follow, folder)[0]
 
 # %% ../nbs/01_formats.ipynb #83a07ccd
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
@@ -25,22 +82,25 @@ def json_type_name(obj): return _JSON_TYPE_NAMES.get(type(obj), type(obj).__name
 # %% ../nbs/01_formats.ipynb #e0908180
 _MAX_JSON_BYTES = 64 << 20  # a config is a few KB; a tokenizer.json can reach tens of MB
 
+def _read_at_most(fd, size, limit, path, what, error) -> bytes:
+    "The bytes of the open file `fd` of `size`, refused with `error` past `limit` (a size of 0 may hide more: procfs)."
+    chunks = [os.read(fd, size + 1)]
+    n = len(chunks[0])
+    while chunks[-1] and n <= limit:
+        chunks.append(os.read(fd, 1 << 20))
+        n += len(chunks[-1])
+    if n > limit: raise error(_too_large(path, limit, what))
+    return b"".join(chunks)
+
 def _read_bytes(path, limit, what):
-    "Read `path` whole if it is at most `limit` bytes, turning OS errors into `NexusError`s that say what to do."
+    "Read the regular file `path` whole if it is at most `limit` bytes, its problems told as `NexusError`s."
     try:  # os.read on a descriptor: a config is read on every detection call, and this is the cheapest way
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
-            if size > limit:
-                raise ConfigError(f"{path} is larger than {limit >> 20} MiB: that is not a {what}; check the file.")
-            chunks = [os.read(fd, size + 1)]
-            while chunks[-1]: chunks.append(os.read(fd, 1 << 20))  # files that report size 0 (procfs) read whole
-            return b"".join(chunks)
+        fd, size = _open_checked(path, what, limit, ConfigError, True, "{path} is a folder, expected a {what} file.")
+        try: return _read_at_most(fd, size, limit, path, what, ConfigError)
         finally: os.close(fd)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no {what} here. Pass the model folder that holds it, or re-download the "
                           "model.") from None
-    except IsADirectoryError: raise ConfigError(f"{path} is a folder, expected a {what} file.") from None
     except PermissionError:
         raise ModelPathError(f"{path}: permission denied reading the {what}. Fix its permissions (chmod a+r) or run "
                              "as its owner.") from None
@@ -81,9 +141,8 @@ def _header_error(path, msg): return HeaderError(f"{path}: {msg}")
 def _safetensors_header_bytes(path) -> tuple[bytes, int]:
     "The JSON bytes of a safetensors file's header and the size of the data after it, length field checked first."
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd, size = _open_checked(path, "safetensors file", None, ModelPathError, True, _FOLDER)
         try:
-            size = os.fstat(fd).st_size
             if size < 8:
                 raise _header_error(path, f"{size} bytes is too short for a safetensors file (truncated download?). "
                                           "Re-download it.")
@@ -317,12 +376,13 @@ def _parse_gguf(path, buf, size):
 def read_gguf_header(path) -> GGUFHeader:
     "Parse a GGUF file's header (metadata and tensor table) without reading tensor data."
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        fd, size = _open_checked(path, "GGUF file", None, ModelPathError, True, _FOLDER)
+        try:
             if size < 24:
                 raise HeaderError(f"{path}: {size} bytes is too short for a GGUF file (truncated download?). "
                                   "Re-download it.")
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            buf = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally: os.close(fd)
     except HeaderError: raise
     except (OSError, ValueError) as e:
         raise ModelPathError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e}).") from None
@@ -350,7 +410,7 @@ def read_npz_shapes(path) -> dict:
     import zipfile, zlib
     out = {}
     try:
-        with zipfile.ZipFile(path) as z:
+        with os.fdopen(open_regular(path, "npz archive"), "rb") as f, zipfile.ZipFile(f) as z:
             for info in z.infolist():
                 if not info.filename.endswith(".npy"): continue
                 with z.open(info) as m: head = m.read(4096)

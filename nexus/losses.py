@@ -133,7 +133,7 @@ def token_divergence(student_logits, teacher_logits=None, divergence="forward_kl
     if divergence not in DIVERGENCES:
         raise LossConfigError(f"divergence={divergence!r} is not one of {', '.join(map(repr, DIVERGENCES))}"
                               f"{did_you_mean(divergence, DIVERGENCES, aliases=_DIVERGENCE_ALIASES)}")
-    s = torch.log_softmax(student_logits.float() / temperature, -1)  # (..., V)
+    s = torch.log_softmax(student_logits.float() / temperature, -1).clamp(min=LOG_ZERO)  # (..., V)
     t = teacher_logprobs
     if t is None: t = torch.log_softmax(teacher_logits.float() / temperature, -1)  # (..., V)
     return DIVERGENCES[divergence].value(t.clamp(min=LOG_ZERO), s, beta)  # (...,)
@@ -214,7 +214,7 @@ def _chunk_terms(x, t, kind, beta, tau, targets, a, c, out):
     if targets is not None:
         lse = torch.logsumexp(xf, -1)  # (N,)
         ce = lse - xf.gather(1, targets[:, None]).squeeze(1)  # (N,)
-    s = torch.log_softmax(xf / tau if tau != 1 else xf, -1)  # (N, V)
+    s = torch.log_softmax(xf / tau if tau != 1 else xf, -1).clamp_(min=LOG_ZERO)  # (N, V); log 0 as LOG_ZERO
     d, g = DIVERGENCES[kind].chunk(t.clamp_(min=LOG_ZERO), s, beta, out is not None)  # (N,), (N, V) or None
     if out is not None:
         g.mul_(a / tau)  # the chain rule through x / tau
@@ -315,6 +315,11 @@ def _check_logits(S, Ts, names, route_mode, route):
                                  f"{tuple(S.shape)}: expected {want} (same tokens as the student).")
 
 # %% ../nbs/08_losses.ipynb #7191a954
+def _weighted(a, div, c, ce):
+    "`a·div + c·ce`, a term of weight 0 left out: an infinite term the loss doesn't train on must not make it nan."
+    if not c: return a * div
+    return c * ce if not a else a * div + c * ce
+
 def _autograd_logit_term(x, t, tgt, cfg, div_scale, ce_scale):
     "`(total, divergence, ce)` by plain autograd, from the student's valid rows `x` and teacher log-probabilities `t`."
     tau, a, c = float(cfg.temperature), float(cfg.logits_weight), float(cfg.ce_weight)
@@ -322,7 +327,7 @@ def _autograd_logit_term(x, t, tgt, cfg, div_scale, ce_scale):
     div = div.sum() * div_scale
     if tgt is None: ce = torch.zeros((), device=x.device)
     else: ce = (torch.logsumexp(x.float(), -1) - x.float().gather(1, tgt[:, None]).squeeze(1)).sum() * ce_scale
-    return a * div + c * ce, div.detach(), ce.detach()
+    return _weighted(a, div, c, ce), div.detach(), ce.detach()
 
 # %% ../nbs/08_losses.ipynb #529ac8ed
 def _logit_term(cfg, S, Ts, names, route_mode, route, mask, targets, num_tokens):
@@ -349,7 +354,7 @@ def _logit_term(cfg, S, Ts, names, route_mode, route, mask, targets, num_tokens)
         d, ce = _run_chunks(S_, teachers, rows, tgt, V, kind, cfg.jsd_beta, tau, a * div_scale, c * ce_scale, chunk,
                             grad)
         div, ce = d * div_scale, ce * ce_scale
-        return a * div + c * ce, div, ce, grad
+        return _weighted(a, div, c, ce), div, ce, grad
     return _ChunkedLogits.apply(S, job)
 
 # %% ../nbs/08_losses.ipynb #8a1e553d
