@@ -20,7 +20,7 @@ from .detect import scan, get_model_info, info_rows, human_count, resolve_model_
 from .data import discover_datasets
 from .state import RunLock, load_state, normalize_flags, resolve_key, resolve_state, state_keys, state_path
 from .trainer import GracefulStop
-from .pipeline import run_distillation
+from .pipeline import run_distillation, describe_student
 from .errors import NexusError, DashboardError
 
 # %% ../nbs/13_dashboard.ipynb #20235b3c
@@ -371,6 +371,11 @@ def _metrics_table(before, after) -> str:
                    for label, k in (("KL(teacher ‖ student)", "kl"), ("perplexity", "perplexity")))
     return f"<table class='nexus-results'><tr><th>held-out</th><th>before</th><th>after</th></tr>{rows}</table>"
 
+def _results_html(r) -> str:
+    "A finished or stopped run's results: the student's layers, then the held-out metrics (when measured)."
+    student = f"<div class='nexus-student'><b>student</b>: {html.escape(describe_student(r))}</div>"
+    return student + (_metrics_table(r.before, r.after) if (r.before or r.after) else "")
+
 # %% ../nbs/13_dashboard.ipynb #3451eb71
 class Dashboard(DashboardForm):
     "Distil from a notebook: the settings form, a run folder, Start, Stop and Resume, live progress, plot and results."
@@ -581,4 +586,4 @@ def _finish(self: Dashboard):
         self.progress.bar_style = "success"
         self.status.value = html.escape(f"done: {r.global_step} steps in {r.seconds:.1f} s")
         self._note(f"Done. The student is saved in {r.student_dir}.")
-    self.results.value = _metrics_table(r.before, r.after) if (r.before or r.after) else ""
+    self.results.value = _results_html(r)

@@ -6,10 +6,12 @@ Docs: https://nexus-distill.github.io/nexus/pipeline.html.md"""
 
 # %% auto #0
 __all__ = ['heldout_metrics', 'training_precision', 'loss_config_from_state', 'load_teachers', 'DistillResult',
-           'builtin_datasets', 'heldout_count', 'build_training_data', 'run_distillation', 'read_losses', 'plot_losses']
+           'builtin_datasets', 'heldout_count', 'build_training_data', 'calibration_batches', 'run_distillation',
+           'describe_student', 'read_losses', 'plot_losses', 'builtin_calibration', 'LayerReport', 'save_layer_plot',
+           'measure_layers']
 
 # %% ../nbs/11_pipeline.ipynb #1b19bbe6
-import contextlib, json, math, os, shutil, time
+import contextlib, io, json, math, os, shutil, tempfile, time
 from dataclasses import dataclass, field, asdict
 from types import SimpleNamespace
 import torch
@@ -17,13 +19,14 @@ from transformers import TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from .errors import TrainerError
 from .formats import atomic_write
+from .settings import StudentConfig, name_for_path
 from .state import open_run, load_state, resolve_state, state_path, apply_flags
 from .loader import OmniModelLoader, teacher_source
-from .losses import DistillationLoss, DistillConfig, token_divergence
+from .losses import DistillationLoss, DistillConfig, TeacherStats, teacher_statistics, token_divergence
 from . import data as D
 from .data import BUILTIN_SOURCES, builtin_examples
 from .trainer import (DistillationTrainer, TeacherPool, TeacherRouter, GracefulStop, make_student,
-                           check_vocabularies, resolve_compile_mode)
+                           check_vocabularies, resolve_compile_mode, choose_layers, layer_stack)
 
 # %% ../nbs/11_pipeline.ipynb #0a7ea3fc
 def _heldout_logits(student, teacher, batch):
@@ -91,6 +94,9 @@ class DistillResult:
     history: list = field(default_factory=list)
     seconds: float = 0.0
     changes: object = None  # what this invocation's flags changed in the saved state (a `nexus.state.StateDiff`)
+    student_layers: list = None  # the teacher layers a shrunk student copies (None: a student of its own)
+    layers_chosen_by: str = None  # how they were chosen: 'importance', 'iterative', 'every_k' or 'given'
+    teacher_layers: int = None  # the layers of the teacher it was shrunk from
 
 # %% ../nbs/11_pipeline.ipynb #e40f23f1
 def builtin_datasets(run_dir, teacher_names, n, seed=0) -> dict:
@@ -139,6 +145,12 @@ def build_training_data(st, tokenizer, teacher_names, train_examples=None, heldo
     heldout = [collator(held[i:i + 8]) for i in range(0, len(held), 8)]
     return train, collator, heldout
 
+# %% ../nbs/11_pipeline.ipynb #6efeb6fa
+def calibration_batches(train_ds, collator, batch_size, n=4) -> list[dict]:
+    "The first `n` batches of the training data: what a run measures its teacher on."
+    rows = min(len(train_ds), n * batch_size)
+    return [collator([train_ds[i] for i in range(j, min(j + batch_size, rows))]) for j in range(0, rows, batch_size)]
+
 # %% ../nbs/11_pipeline.ipynb #854fedfa
 def _rank(): return int(os.environ.get("RANK", 0))
 
@@ -162,9 +174,40 @@ def _with_builtin_data(run, run_dir, train_examples):
         if _rank() == 0: run.save()
     return st
 
-def _load_models(st, device):
-    "The teachers and their tokenizers, and the student: its own folder, or a shrunk copy of a teacher."
-    teachers, toks = load_teachers(st.teachers, device, "auto", st.optim.attn_implementation)
+# %% ../nbs/11_pipeline.ipynb #e663c882
+def _student_layers(st, teacher, base, calib, given_now) -> tuple:
+    """`(layers, how they were chosen, statistics measured or None)`: the state's `student.layers`, checked against
+    teacher `base`, or layers chosen now by `student.layer_choice` on the calibration batches `calib`."""
+    L, n, layers = len(layer_stack(teacher)[1]), st.student.num_layers, st.student.layers
+    if layers is None:
+        method = st.student.layer_choice
+        stats = None if method == "every_k" else teacher_statistics(teacher, calib)
+        return choose_layers(teacher, n, method, calib, stats=stats), method, stats
+    fix = "fix the list, or reset it to null (nexus state reset student.layers) to choose the layers"
+    if not layers: raise TrainerError(f"student.layers is empty: {fix}.")
+    if len(layers) != n:
+        raise TrainerError(f"student.layers names {len(layers)} teacher layers {layers} but student.num_layers is {n}: "
+                           f"give both the same length, or {fix}.")
+    if bad := [i for i in layers if i >= L]:
+        raise TrainerError(f"student.layers={layers}: teacher {base!r} has layers 0..{L - 1}, not {bad}: {fix}.")
+    how = st.run.layers_chosen_by if st.run.layers_chosen_by and not given_now else "given"
+    return list(layers), how, None
+
+# %% ../nbs/11_pipeline.ipynb #a877651f
+def _shrunk_student(run, st, teacher, base, calib):
+    "`(student shrunk from `teacher`, statistics measured or None, how it was made)`; its layers saved in the state."
+    given_now = any(c.key == "student.layers" for c in getattr(run, "changes", None) or ())
+    layers, how, stats = _student_layers(st, teacher, base, calib, given_now)
+    if (st.student.layers, st.run.layers_chosen_by) != (layers, how):
+        st.student.layers, st.run.layers_chosen_by = layers, how
+        if _rank() == 0: run.save()
+    made = {"student_layers": layers, "layers_chosen_by": how, "teacher_layers": len(layer_stack(teacher)[1])}
+    return make_student(teacher, len(layers), layers), stats, made
+
+# %% ../nbs/11_pipeline.ipynb #4033b412
+def _student_model(run, st, teachers, toks, calib, device) -> tuple:
+    "`(student, its tokenizer, {teacher: statistics measured}, how it was made)`: its own folder, or a shrunk teacher."
+    stats, made = {}, {}
     if st.student.path:
         student, stok = OmniModelLoader(st.student.path).load(device_map=device,
                                                               attn_implementation=st.optim.attn_implementation)
@@ -172,20 +215,19 @@ def _load_models(st, device):
         base = st.student.teacher or next(iter(teachers))
         if base not in teachers:
             raise TrainerError(f"student.teacher {base!r} is not one of the teachers {list(teachers)}.")
-        student, stok = make_student(teachers[base], st.student.num_layers).to(device), toks[base]
+        student, measured, made = _shrunk_student(run, st, teachers[base], base, calib)
+        student, stok, stats = student.to(device), toks[base], ({base: measured} if measured else {})
     check_vocabularies(stok, toks, student.get_output_embeddings().weight.shape[0],
                        {n: m.get_output_embeddings().weight.shape[0] for n, m in teachers.items()})
-    return teachers, toks, student
+    return student, stok, stats, made
 
 # %% ../nbs/11_pipeline.ipynb #4286625b
-def _distill_loss(st, student, teachers, train_ds, collator):
-    "The state's loss, calibrated on the first few training batches when it needs calibration."
+def _distill_loss(st, student, teachers, calib, stats):
+    "The state's loss, calibrated on `calib` when it needs calibration (with `stats` measured on them already, if any)."
     loss = DistillationLoss(loss_config_from_state(st), student=student, teachers=teachers)
-    cfg, bs = loss.config, st.hyper.batch_size
+    cfg = loss.config
     if loss.pairs and (cfg.critical_layers == "auto" or cfg.anchor_weight > 0):
-        calib = [collator([train_ds[i] for i in range(j, min(j + bs, len(train_ds)))])
-                 for j in range(0, min(len(train_ds), 4 * bs), bs)]
-        for name, m in teachers.items(): loss.calibrate(m, calib, teacher=name)
+        for name, m in teachers.items(): loss.calibrate(m, calib, teacher=name, stats=stats.get(name))
     return loss
 
 def _training_args(st, run_dir, device) -> TrainingArguments:
@@ -205,15 +247,17 @@ def _training_args(st, run_dir, device) -> TrainingArguments:
 
 # %% ../nbs/11_pipeline.ipynb #6020fea5
 def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks, stop):
-    "Everything before the first step: teachers, student, data, loss, router, Trainer."
+    "Everything before the first step: teachers, data, student, loss, router, Trainer; and how the student was made."
     if not run.state.teachers:
         raise TrainerError("no teachers: name at least one (teachers={'coder': PATH}, or --teachers coder=PATH).")
     st = _with_builtin_data(run, run_dir, train_examples)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    teachers, toks, student = _load_models(st, device)
+    teachers, toks = load_teachers(st.teachers, device, "auto", st.optim.attn_implementation)
     tokenizer = toks[next(iter(toks))]
     train_ds, collator, heldout = build_training_data(st, tokenizer, list(teachers), train_examples, heldout_examples)
-    loss = _distill_loss(st, student, teachers, train_ds, collator)
+    calib = calibration_batches(train_ds, collator, st.hyper.batch_size)
+    student, _, stats, made = _student_model(run, st, teachers, toks, calib, device)
+    loss = _distill_loss(st, student, teachers, calib, stats)
     router = TeacherRouter(st.router.mode, list(teachers), st.router.weights or None)
     before = heldout_metrics(student, teachers[next(iter(teachers))], heldout) if heldout and not resume else None
     args = _training_args(st, run_dir, device)
@@ -223,7 +267,7 @@ def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks
         router=router, args=args, train_dataset=train_ds, data_collator=collator, processing_class=tokenizer,
         callbacks=[stop, *callbacks], loss_log=os.path.join(run_dir, "losses.jsonl"))
     trainer.remove_callback(PrinterCallback)  # progress is the caller's to show
-    return trainer, stop, teachers, student, tokenizer, heldout, before
+    return trainer, stop, teachers, student, tokenizer, heldout, before, made
 
 # %% ../nbs/11_pipeline.ipynb #c3fb95d8
 def _before(run_dir, before, resume):
@@ -258,11 +302,11 @@ def _finish(result, student, tokenizer, teacher, heldout):
 # %% ../nbs/11_pipeline.ipynb #05880c5f
 def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, heldout_examples=None, callbacks=(),
                      stop=None):
-    """Distil as the run folder's pipeline state says (flags > saved state > defaults): load the teachers, make or
-    load the student, read and pack the data, train with `DistillationTrainer`, measure KL and perplexity on held-out
-    text before and after. SIGINT/SIGTERM save a checkpoint and the state and return exit code 130/143; call again
-    with `resume=True` (and no flags) to continue exactly where it stopped. Pass a `GracefulStop` as `stop` to stop a
-    run from another thread with `stop.request()`."""
+    """Distil as the run folder's pipeline state says (flags > saved state > defaults): load the teachers, read and
+    pack the data, make the student (its layers chosen on the first batches, or as the state says) or load it, train
+    with `DistillationTrainer`, measure KL and perplexity on held-out text before and after. SIGINT/SIGTERM save a
+    checkpoint and the state and return exit code 130/143; call again with `resume=True` (and no flags) to continue
+    exactly where it stopped. Pass a `GracefulStop` as `stop` to stop a run from another thread (`stop.request()`)."""
     t0, run_dir = time.time(), os.path.abspath(run_dir)
     created = not os.path.exists(run_dir)
     with _state_for(run_dir, flags, resume) as run:
@@ -271,18 +315,28 @@ def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, 
             if created and _rank() == 0:  # a run that never started leaves nothing behind
                 run.close(); shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        trainer, stop, teachers, student, tokenizer, heldout, before = parts
+        trainer, stop, teachers, student, tokenizer, heldout, before, made = parts
         before = _before(run_dir, before, resume)
         _train(trainer, stop, run, run_dir, resume)
         result = DistillResult(run_dir=run_dir, exit_code=stop.exit_code, global_step=trainer.state.global_step,
                                history=trainer.component_history, before=before, changes=getattr(run, "changes", None),
-                               last_checkpoint=_last_checkpoint(trainer.args.output_dir))
+                               last_checkpoint=_last_checkpoint(trainer.args.output_dir), **made)
         if not stop.signum: _finish(result, student, tokenizer, teachers[next(iter(teachers))], heldout)
         run.update(global_step=result.global_step, last_checkpoint=result.last_checkpoint)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier(); torch.distributed.destroy_process_group()
     result.seconds = time.time() - t0
     return result
+
+# %% ../nbs/11_pipeline.ipynb #25ca1aaf
+_HOW = {"importance": "by importance", "iterative": "by iterative pruning", "every_k": "every k-th",
+        "given": "as given"}
+
+def describe_student(result) -> str:
+    "How a run's student was made: '6 of 30 teacher layers [0, 1, 20, 23, 24, 29], by importance'."
+    if result.student_layers is None: return "its own model (student.path)"
+    how = _HOW.get(result.layers_chosen_by, result.layers_chosen_by)
+    return f"{len(result.student_layers)} of {result.teacher_layers} teacher layers {result.student_layers}, {how}"
 
 # %% ../nbs/11_pipeline.ipynb #40d4c568
 def read_losses(run_dir) -> list[dict]:
@@ -315,3 +369,74 @@ def plot_losses(run_dir, out=None, ax=None):
     out = out or os.path.join(run_dir, "losses.png")
     fig.tight_layout(); fig.savefig(out, dpi=100); plt.close(fig)
     return out
+
+# %% ../nbs/11_pipeline.ipynb #0a73d47a
+def builtin_calibration(tokenizer, teacher_name="teacher") -> list[dict]:
+    """The batches a default run on built-in data, with one teacher named `teacher_name` (the name tags the examples),
+    measures its teacher on: its first training batches, made without a run folder."""
+    st = resolve_state(None, {"teachers": {teacher_name: teacher_name}})
+    n = st.hyper.sample_size + heldout_count(st.hyper.sample_size)
+    with tempfile.TemporaryDirectory() as folder:
+        st = apply_flags(st, {"datasets": builtin_datasets(folder, [teacher_name], n, st.hyper.seed)})
+        train_ds, collator, _ = build_training_data(st, tokenizer, [teacher_name])
+    return calibration_batches(train_ds, collator, st.hyper.batch_size)
+
+# %% ../nbs/11_pipeline.ipynb #5cc0c830
+@dataclass
+class LayerReport:
+    "Every teacher layer's Block Influence, and the layers a student keeps by `method`: what `nexus layers` shows."
+    teacher: str
+    method: str
+    stats: TeacherStats
+    layers: list
+
+    def lines(self) -> list[str]:
+        "A head line, then one line per layer: its number, Block Influence and a bar, 'kept' on the kept ones."
+        bi = self.stats.block_influence.tolist()
+        top, keep = max(max(bi), 1e-12), set(self.layers)
+        head = (f"{self.teacher}: Block Influence of its {len(bi)} layers over {self.stats.tokens} tokens; "
+                f"{len(self.layers)} kept {_HOW[self.method]}: {self.layers}")
+        def row(i, b): return f"{i:>5}  {b:10.4f}  {'█' * round(20 * max(b, 0) / top):<20}  {'kept' * (i in keep)}"
+        return [head, "layer  importance"] + [row(i, b).rstrip() for i, b in enumerate(bi)]
+
+    def to_dict(self) -> dict:
+        "The numbers, as plain data for JSON."
+        return {"teacher": self.teacher, "method": self.method, "layers": self.layers,
+                "importance": self.stats.block_influence.tolist(), "tokens": self.stats.tokens}
+
+    def plot(self, ax=None):
+        "The bars of every layer's Block Influence, the kept layers in red; returns the axes."
+        title = f"{os.path.basename(self.teacher)}: in red the {len(self.layers)} layers kept {_HOW[self.method]}"
+        return self.stats.plot(ax, highlight=self.layers, title=title)
+
+# %% ../nbs/11_pipeline.ipynb #2246bb10
+def save_layer_plot(report, path) -> str:
+    "Write `report`'s plot as a PNG at `path`; returns the path."
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = Figure(figsize=(8, 2.8), dpi=100)
+    FigureCanvasAgg(fig)
+    report.plot(fig.add_subplot())
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write(path, buf.getvalue(), f"write the plot {os.path.basename(path)}", TrainerError)
+    return os.fspath(path)
+
+# %% ../nbs/11_pipeline.ipynb #8eabd03d
+def measure_layers(teacher, num_layers=None, method=None, batches=None) -> LayerReport:
+    """Every layer's Block Influence and the layers a student of `num_layers` keeps by `method` (defaults: the
+    state's). `teacher`: a path, measured on `builtin_calibration`, or a loaded model with its calibration `batches`."""
+    default = StudentConfig()
+    num_layers = default.num_layers if num_layers is None else num_layers
+    method = method or default.layer_choice
+    if isinstance(teacher, torch.nn.Module):
+        if batches is None: raise TrainerError("measure_layers: a loaded teacher needs its calibration batches=.")
+        name, model = getattr(teacher.config, "_name_or_path", "") or type(teacher).__name__, teacher
+    else:
+        name = os.fspath(teacher)
+        models, toks = load_teachers({"teacher": teacher}, "cuda" if torch.cuda.is_available() else "cpu")
+        model = models["teacher"]
+        if batches is None: batches = builtin_calibration(toks["teacher"], name_for_path(name))  # as --teachers PATH
+    stats = teacher_statistics(model, batches)
+    return LayerReport(name, method, stats, choose_layers(model, num_layers, method, batches, stats=stats))

@@ -22,9 +22,10 @@ try: import fcntl
 except ImportError: fcntl = None  # not POSIX: `RunLock` says so when asked to lock
 
 # %% ../nbs/05_state.ipynb #a2f50a97
-from .settings import (LADDER, StudentConfig, DatasetConfig, OptimConfig, HyperParams, LossConfig, RouterConfig,
-                            setting, setting_leaves, field_default, SettingProblem, describe_value, describe_type,
-                            check_value, build_settings, suggest_key, value_from_text, name_for_path, NAME_RE)
+from .settings import (LADDER, LAYER_CHOICE_NAMES, StudentConfig, DatasetConfig, OptimConfig, HyperParams,
+                            LossConfig, RouterConfig, setting, setting_leaves, field_default, SettingProblem,
+                            describe_value, describe_type, check_value, build_settings, suggest_key, value_from_text,
+                            name_for_path, NAME_RE)
 from .errors import (close_matches, did_you_mean, NexusError, StateError, StateFileError, StateNotFoundError,
                           StateValidationError, StateVersionError, StateLockError)
 from .formats import atomic_write as formats_atomic_write, write_error
@@ -43,6 +44,9 @@ class RunInfo:
     created_at: str | None = setting(None, "when the run was created (ISO 8601)", flag=False, iso=True)
     updated_at: str | None = setting(None, "when the state was last written (ISO 8601)", flag=False, iso=True)
     nexus_version: str | None = setting(None, "version of Nexus that last wrote the state", flag=False)
+    layers_chosen_by: Literal[(*LAYER_CHOICE_NAMES, "given")] | None = setting(
+        None, "how `student.layers` were chosen: by the `student.layer_choice` named, or 'given' (set by hand)",
+        flag=False)
 
 # %% ../nbs/05_state.ipynb #96f2558b
 @dataclass
@@ -379,9 +383,20 @@ def _not_a_flag(ck, tp) -> str:
     return (f"{ck}: a flag sets the whole of {whole} (e.g. {{'{top}': {{...}}}}); "
             f"`nexus state set {ck}=...` edits one entry of a saved run")
 
+# %% ../nbs/05_state.ipynb #5d914583
+def _student_layer_flags(out) -> dict:
+    "The student's layer flags made whole: a list given alone sets the number; a number or method alone clears it."
+    keys = out.keys()
+    if out.get("student.layers") and "student.num_layers" not in keys:
+        out["student.num_layers"] = len(out["student.layers"])
+    elif "student.layers" not in keys and {"student.num_layers", "student.layer_choice"} & keys:
+        out["student.layers"] = None  # a recorded choice was made for another number or method
+    return out
+
 # %% ../nbs/05_state.ipynb #942036c0
 def normalize_flags(flags) -> dict:
-    "Flags as `{dotted key: checked value}`; `mode` without `hyper.sample_size` brings its ladder sample size."
+    """Flags as `{dotted key: checked value}`; `mode` without `hyper.sample_size` brings its ladder sample size, and the
+    student's layers follow `_student_layer_flags`."""
     out, problems, given = {}, [], {}
     flagged = set(_flag_map().values())
     for k, v in dict(flags or {}).items():
@@ -397,7 +412,7 @@ def normalize_flags(flags) -> dict:
         except SettingProblem as e: problems.append(str(e))
     if problems: raise StateValidationError(problems, "invalid settings", "Nothing was changed.")
     if "mode" in out and "hyper.sample_size" not in out: out["hyper.sample_size"] = LADDER[out["mode"]]
-    return out
+    return _student_layer_flags(out)
 
 # %% ../nbs/05_state.ipynb #c997001f
 def merge_flags(*layers) -> dict:

@@ -62,3 +62,39 @@ def test_load_reports_and_errors(llama_dir, tmp_path):
     marker = tmp_path / "MARKER"
     r = run("load", save_custom_code_model(tmp_path / "custom", marker=marker))
     assert r.returncode == 1 and "trust_remote_code" in r.stderr and not marker.exists()
+
+@pytest.fixture(scope="module")
+def planted_dir(tmp_path_factory):
+    "A tiny 6-layer teacher whose layers 1 and 4 barely change the hidden state (output projections scaled to ~0)."
+    import torch
+    from nexus.fixtures import tiny_model, save_tiny_tokenizer
+    folder = tmp_path_factory.mktemp("planted") / "teacher"
+    model = tiny_model("llama", num_hidden_layers=6)
+    with torch.no_grad():
+        for i in (1, 4):
+            model.model.layers[i].self_attn.o_proj.weight.mul_(1e-3)
+            model.model.layers[i].mlp.down_proj.weight.mul_(1e-3)
+    model.save_pretrained(folder); save_tiny_tokenizer(folder)
+    return folder
+
+def test_layers_prints_every_layer_and_writes_the_plot(planted_dir, tmp_path):
+    png = tmp_path / "layers.png"
+    r = run("layers", planted_dir, "--num-layers", "4", "--method", "importance", "--output", png)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert "kept by importance: [0, 2, 3, 5]" in lines[0]
+    rows = [l.split() for l in lines[2:8]]
+    assert [row[0] for row in rows] == ["0", "1", "2", "3", "4", "5"]
+    assert all(float(row[1]) >= 0 for row in rows)
+    assert [row[-1] == "kept" for row in rows] == [True, False, True, True, False, True]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and lines[-1] == f"plot  {png}"
+    out = json.loads(run("layers", planted_dir, "--num-layers", "4", "--method", "every_k", "--json").stdout)
+    assert out["layers"] == [0, 1, 3, 4] and len(out["importance"]) == 6 and out["tokens"] > 0
+
+@pytest.mark.parametrize("args,code,text", [
+    (["--num-layers", "9"], 1, "can't be cut from a teacher of 6"),
+    (["--method", "best"], 2, "invalid choice: 'best'"),
+])
+def test_layers_errors_are_one_line(planted_dir, args, code, text):
+    r = run("layers", planted_dir, *args)
+    assert r.returncode == code and text in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
