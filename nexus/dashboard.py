@@ -20,7 +20,7 @@ from .detect import scan, get_model_info, info_rows, human_count, resolve_model_
 from .data import discover_datasets
 from .state import RunLock, load_state, normalize_flags, resolve_key, resolve_state, state_keys, state_path
 from .trainer import GracefulStop
-from .pipeline import run_distillation, describe_student
+from .pipeline import run_distillation, describe_student, teacher_gap
 from .errors import NexusError, DashboardError
 
 # %% ../nbs/13_dashboard.ipynb #20235b3c
@@ -364,12 +364,14 @@ def _trained(run_dir, saved) -> bool:
                 or (os.path.exists(log) and os.path.getsize(log)))
 
 def _metrics_table(before, after) -> str:
-    "Held-out KL and perplexity before and after, as HTML."
-    def cell(m, k): return f"{m[k]:.4g}" if m else "-"
+    "Held-out KL and perplexities (the student's, the teacher's) before and after, then the gap, as HTML."
+    def cell(m, k): return f"{m[k]:.4g}" if m and k in m else "-"
     rows = "".join(f"<tr><th style='text-align:left'>{label}</th><td>{cell(before, k)}</td>"
                    f"<td>{cell(after, k)}</td></tr>"
-                   for label, k in (("KL(teacher ‖ student)", "kl"), ("perplexity", "perplexity")))
-    return f"<table class='nexus-results'><tr><th>held-out</th><th>before</th><th>after</th></tr>{rows}</table>"
+                   for label, k in (("KL(teacher ‖ student)", "kl"), ("perplexity", "perplexity"),
+                                    ("teacher's perplexity", "teacher_perplexity")))
+    gap = f"<div class='nexus-gap'><b>gap</b>: {html.escape(teacher_gap(before, after), quote=False)}</div>" if after else ""
+    return f"<table class='nexus-results'><tr><th>held-out</th><th>before</th><th>after</th></tr>{rows}</table>{gap}"
 
 def _results_html(r) -> str:
     "A finished or stopped run's results: the student's layers, then the held-out metrics (when measured)."
@@ -585,5 +587,7 @@ def _finish(self: Dashboard):
     else:
         self.progress.bar_style = "success"
         self.status.value = html.escape(f"done: {r.global_step} steps in {r.seconds:.1f} s")
-        self._note(f"Done. The student is saved in {r.student_dir}.")
+        more = (" Its training was complete already: to train longer, give a larger max_steps or epochs and Resume."
+                if r.complete else "")
+        self._note(f"Done. The student is saved in {r.student_dir}.{more}")
     self.results.value = _results_html(r)

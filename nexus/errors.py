@@ -15,7 +15,7 @@ __all__ = ['NexusError', 'ModelPathError', 'ConfigError', 'HeaderError', 'ScanEr
            'QuantizationUnavailableError', 'TokenizerNotFoundError', 'PatchError', 'MissingWeightsError',
            'ShapeMismatchError', 'LossConfigError', 'LossInputError', 'DataError', 'DatasetNotFoundError',
            'DataReadError', 'EmptyDatasetError', 'DataFormatError', 'ChatTemplateError', 'TrainerError',
-           'VocabularyMismatchError', 'DashboardError', 'close_matches', 'did_you_mean']
+           'VocabularyMismatchError', 'DashboardError', 'NexusNotice', 'close_matches', 'did_you_mean']
 
 # %% ../nbs/00_errors.ipynb #380bd651
 class NexusError(Exception):
@@ -130,6 +130,10 @@ class VocabularyMismatchError(TrainerError):
 
 class DashboardError(NexusError):
     "Something the dashboard was asked to do can't be done as set; the message says what to pick or change."
+
+# %% ../nbs/00_errors.ipynb #5e732adb
+class NexusNotice(UserWarning):
+    "Something a run tells its user as it goes on (not an error): which checkpoint it resumes from, what it removed."
 
 # %% ../nbs/00_errors.ipynb #af91c4ab
 def close_matches(word, options, n=1, cutoff=0.6, aliases=None) -> list[str]:

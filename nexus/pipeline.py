@@ -6,27 +6,28 @@ Docs: https://nexus-distill.github.io/nexus/pipeline.html.md"""
 
 # %% auto #0
 __all__ = ['heldout_metrics', 'training_precision', 'loss_config_from_state', 'load_teachers', 'DistillResult',
-           'builtin_datasets', 'heldout_count', 'build_training_data', 'calibration_batches', 'run_distillation',
-           'describe_student', 'read_losses', 'plot_losses', 'builtin_calibration', 'LayerReport', 'save_layer_plot',
+           'builtin_datasets', 'heldout_count', 'build_training_data', 'calibration_batches', 'check_saved_paths',
+           'complete_checkpoints', 'resume_point', 'training_done', 'run_distillation', 'describe_student',
+           'teacher_gap', 'read_losses', 'plot_losses', 'builtin_calibration', 'LayerReport', 'save_layer_plot',
            'measure_layers']
 
 # %% ../nbs/11_pipeline.ipynb #1b19bbe6
-import contextlib, io, json, math, os, shutil, tempfile, time
+import contextlib, io, json, math, os, re, shutil, signal, tempfile, threading, time, warnings
 from dataclasses import dataclass, field, asdict
 from types import SimpleNamespace
 import torch
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
-from .errors import TrainerError
-from .formats import atomic_write
+from .errors import NexusNotice, TrainerError
+from .formats import atomic_write, open_regular
 from .settings import StudentConfig, name_for_path
-from .state import open_run, load_state, resolve_state, state_path, apply_flags
+from .state import open_run, load_state, resolve_state, state_path, apply_flags, missing_top
 from .loader import OmniModelLoader, teacher_source
 from .losses import DistillationLoss, DistillConfig, TeacherStats, teacher_statistics, token_divergence
 from . import data as D
 from .data import BUILTIN_SOURCES, builtin_examples
-from .trainer import (DistillationTrainer, TeacherPool, TeacherRouter, GracefulStop, make_student,
-                           check_vocabularies, resolve_compile_mode, choose_layers, layer_stack)
+from .trainer import (CHECKPOINT_COMPLETE, DistillationTrainer, TeacherPool, TeacherRouter, GracefulStop,
+                           make_student, check_vocabularies, resolve_compile_mode, choose_layers, layer_stack)
 
 # %% ../nbs/11_pipeline.ipynb #0a7ea3fc
 def _heldout_logits(student, teacher, batch):
@@ -39,20 +40,25 @@ def _heldout_logits(student, teacher, batch):
     V = min(s.shape[-1], t.shape[-1])
     return s[..., :V], t.to(dev)[..., :V], labels[:, 1:]
 
+def _target_nll(logits, targets):
+    "Each position's negative log-likelihood of its target token (ignored positions give a value to be masked)."
+    return -logits.log_softmax(-1).gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+
 @torch.no_grad()
 def heldout_metrics(student, teacher, batches) -> dict:
-    """Mean per-token KL(teacher ‖ student) at temperature 1 and the student's perplexity, over `batches` (dicts
-    with input_ids, attention_mask, labels), counting only tokens that have a label."""
-    kl_sum = nll_sum = n = 0.0
+    """Mean per-token KL(teacher ‖ student) at temperature 1, the student's perplexity and the teacher's, over
+    `batches` (dicts with input_ids, attention_mask, labels), counting only tokens that have a label."""
+    kl_sum = nll_sum = teacher_nll = n = 0.0
     for b in batches:
         s, t, tgt = _heldout_logits(student, teacher, b)
         keep = tgt != -100
         kl_sum += token_divergence(s, t, divergence="forward_kl", temperature=1.0)[keep].sum().item()
-        logp = s.log_softmax(-1)
-        nll_sum += -logp.gather(-1, tgt.clamp_min(0).unsqueeze(-1)).squeeze(-1)[keep].sum().item()
+        nll_sum += _target_nll(s, tgt)[keep].sum().item()
+        teacher_nll += _target_nll(t, tgt)[keep].sum().item()
         n += keep.sum().item()
     if not n: raise TrainerError("the held-out batches have no labelled tokens to measure on.")
-    return {"kl": kl_sum / n, "perplexity": math.exp(nll_sum / n), "tokens": int(n)}
+    return {"kl": kl_sum / n, "perplexity": math.exp(nll_sum / n), "teacher_perplexity": math.exp(teacher_nll / n),
+            "tokens": int(n)}
 
 # %% ../nbs/11_pipeline.ipynb #fc619149
 def training_precision(precision, device):
@@ -97,6 +103,7 @@ class DistillResult:
     student_layers: list = None  # the teacher layers a shrunk student copies (None: a student of its own)
     layers_chosen_by: str = None  # how they were chosen: 'importance', 'iterative', 'every_k' or 'given'
     teacher_layers: int = None  # the layers of the teacher it was shrunk from
+    complete: bool = False  # a resumed run that had nothing left to train (its result read back from its folder)
 
 # %% ../nbs/11_pipeline.ipynb #e40f23f1
 def builtin_datasets(run_dir, teacher_names, n, seed=0) -> dict:
@@ -117,8 +124,8 @@ def builtin_datasets(run_dir, teacher_names, n, seed=0) -> dict:
 
 # %% ../nbs/11_pipeline.ipynb #1a4fa6fe
 def heldout_count(sample_size: int) -> int:
-    "Samples held out to measure the student: a tenth of the training sample, at least 4, at most 64."
-    return max(4, min(64, sample_size // 10))
+    "Samples held out to measure the student: a tenth of the training sample, at least 16, at most 64."
+    return max(16, min(64, sample_size // 10))
 
 # %% ../nbs/11_pipeline.ipynb #b85de977
 def build_training_data(st, tokenizer, teacher_names, train_examples=None, heldout_examples=None):
@@ -236,7 +243,8 @@ def _training_args(st, run_dir, device) -> TrainingArguments:
     return TrainingArguments(
         output_dir=os.path.join(run_dir, "checkpoints"), per_device_train_batch_size=h.batch_size,
         gradient_accumulation_steps=h.gradient_accumulation_steps, learning_rate=h.lr, num_train_epochs=h.epochs,
-        max_steps=h.max_steps or -1, weight_decay=h.weight_decay, warmup_steps=h.warmup_steps, seed=h.seed,
+        max_steps=h.max_steps or -1, weight_decay=h.weight_decay, lr_scheduler_type=h.lr_scheduler, seed=h.seed,
+        warmup_steps=int(h.warmup_steps) if h.warmup_steps >= 1 else h.warmup_steps,  # a fraction when below 1
         data_seed=h.seed, logging_steps=h.logging_steps, save_strategy="steps", save_steps=h.save_steps,
         save_total_limit=2, report_to=[], disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         use_cpu=device == "cpu", bf16=precision == "bf16", fp16=precision == "fp16",
@@ -244,6 +252,19 @@ def _training_args(st, run_dir, device) -> TrainingArguments:
         torch_compile=st.optim.compile_mode is not None, torch_compile_mode=resolve_compile_mode(st.optim.compile_mode),
         ddp_backend="gloo" if device == "cpu" and world > 1 else None, ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="non_padding")
+
+# %% ../nbs/11_pipeline.ipynb #36a04810
+def check_saved_paths(st, run_dir):
+    "Refuse (one `TrainerError`) a state whose teacher, dataset or student paths no longer exist."
+    paths = {f"teachers.{n}": p for n, p in st.teachers.items() if os.path.isabs(p)}  # else a bundled model's name
+    paths |= {f"datasets.{n}.path": d.path for n, d in st.datasets.items()}
+    if st.student.path: paths["student.path"] = st.student.path
+    gone = [k for k, p in paths.items() if not os.path.lexists(p)]
+    if not gone: return
+    listed, one = ", ".join(f"{g} ({paths[g]})" for g in gone), len(gone) == 1
+    it = "it" if one else "them"
+    raise TrainerError(f"{listed} no longer exist{'s' * one}: the run's state saved {it}. Put {it} back, or point the "
+                       f"run elsewhere: nexus state set {gone[0]}=PATH --run-dir {run_dir}")
 
 # %% ../nbs/11_pipeline.ipynb #6020fea5
 def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks, stop):
@@ -259,37 +280,139 @@ def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks
     student, _, stats, made = _student_model(run, st, teachers, toks, calib, device)
     loss = _distill_loss(st, student, teachers, calib, stats)
     router = TeacherRouter(st.router.mode, list(teachers), st.router.weights or None)
-    before = heldout_metrics(student, teachers[next(iter(teachers))], heldout) if heldout and not resume else None
+    measured = resume and _saved_metrics(run_dir).get("before")  # a run killed before its first measurement has none
+    before = heldout_metrics(student, teachers[next(iter(teachers))], heldout) if heldout and not measured else None
     args = _training_args(st, run_dir, device)
     stop = stop or GracefulStop()
     trainer = DistillationTrainer(
         student=student, teachers=TeacherPool(teachers, args.device, st.optim.teacher_offload), distill_loss=loss,
         router=router, args=args, train_dataset=train_ds, data_collator=collator, processing_class=tokenizer,
-        callbacks=[stop, *callbacks], loss_log=os.path.join(run_dir, "losses.jsonl"))
+        callbacks=[stop, _RecordCheckpoints(run), *callbacks], loss_log=os.path.join(run_dir, "losses.jsonl"))
     trainer.remove_callback(PrinterCallback)  # progress is the caller's to show
     return trainer, stop, teachers, student, tokenizer, heldout, before, made
 
+# %% ../nbs/11_pipeline.ipynb #751e7d1f
+def complete_checkpoints(run_dir) -> list[str]:
+    """The run's checkpoints written to the end (their marker file is there), newest first, relative to the run
+    folder: 'checkpoints/checkpoint-N'."""
+    folder = os.path.join(run_dir, "checkpoints")
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    steps = sorted((int(n.split("-")[1]) for n in names if re.fullmatch(r"checkpoint-\d+", n)), reverse=True)
+    return [f"checkpoints/checkpoint-{s}" for s in steps
+            if os.path.isfile(os.path.join(folder, f"checkpoint-{s}", CHECKPOINT_COMPLETE))]
+
+# %% ../nbs/11_pipeline.ipynb #29efc2ca
+def _remove_cut_short(run_dir, newest) -> list[str]:
+    "Remove the checkpoint folders newer than `newest` (the newest complete one, or None): they were cut short."
+    folder, start = os.path.join(run_dir, "checkpoints"), int(newest.rsplit("-", 1)[1]) if newest else -1
+    cut = [n for n in sorted(os.listdir(folder) if os.path.isdir(folder) else [])
+           if re.fullmatch(r"checkpoint-\d+", n) and int(n.split("-")[1]) > start]
+    if _rank() == 0:
+        for n in cut: shutil.rmtree(os.path.join(folder, n), ignore_errors=True)
+    return [f"checkpoints/{n}" for n in cut]
+
+def resume_point(run_dir, recorded) -> tuple:
+    """`(the checkpoint a resumed run continues from or None, a sentence saying which and why)`: the newest complete
+    checkpoint on disk, once those cut short are removed; `recorded` is the one the state names."""
+    done = complete_checkpoints(run_dir)
+    newest = done[0] if done else None
+    cut = _remove_cut_short(run_dir, newest)
+    said = f"resuming from {newest}" if newest else "no complete checkpoint: training starts again from step 0"
+    if recorded and recorded != newest:
+        said += f" (the state recorded {recorded}, {'an older one' if recorded in done else 'missing or incomplete'})"
+    return newest, said + (f"; removed {', '.join(cut)}, written only in part" if cut else "")
+
+# %% ../nbs/11_pipeline.ipynb #ab1a600c
+_PLAN_KEYS = ("hyper.max_steps", "hyper.epochs")  # the flags that can make a finished run's plan longer
+
+def _trained_steps(run_dir, checkpoint) -> tuple:
+    "`(steps done, steps planned)`, as the checkpoint's trainer state records them."
+    path = os.path.join(run_dir, checkpoint, "trainer_state.json")
+    with os.fdopen(open_regular(path, "trainer state", 256 << 20, error=TrainerError), "rb") as f: s = json.load(f)
+    return int(s.get("global_step", 0)), int(s.get("max_steps", 0))
+
+def training_done(run, run_dir, checkpoint) -> bool:
+    """Whether a resumed run has nothing left to train: `checkpoint` reaches the `max_steps` set now, or ends the plan
+    it was trained with and no flag given now (`--max_steps`, `--epochs`) makes that plan longer."""
+    if checkpoint is None: return False
+    done, planned = _trained_steps(run_dir, checkpoint)
+    cap, longer = run.state.hyper.max_steps, any(c.key in _PLAN_KEYS for c in getattr(run, "changes", None) or ())
+    return (cap is not None and done >= cap) or (not longer and 0 < planned <= done)
+
+# %% ../nbs/11_pipeline.ipynb #0172d7cc
+class _RecordCheckpoints(TrainerCallback):
+    "Record each checkpoint in the state once it is complete, so a run killed without warning resumes from it."
+    def __init__(self, run): self.run = run
+    def on_save(self, args, state, control, **kwargs):
+        step = state.global_step
+        if _rank() == 0: self.run.update(global_step=step, last_checkpoint=f"checkpoints/checkpoint-{step}")
+
+def _result_on_disk(run, run_dir, checkpoint):
+    "The result of a run trained to the end whose student was saved and measured, read back; else None."
+    metrics, student_dir = _saved_metrics(run_dir), os.path.join(run_dir, "student")
+    if "after" not in metrics or not os.path.isfile(os.path.join(student_dir, "config.json")): return None
+    st = run.state
+    return DistillResult(run_dir=run_dir, global_step=_trained_steps(run_dir, checkpoint)[0],
+                         history=read_losses(run_dir), before=metrics.get("before"), after=metrics["after"],
+                         student_dir=student_dir,
+                         last_checkpoint=checkpoint, changes=getattr(run, "changes", None), complete=True,
+                         student_layers=st.student.layers, layers_chosen_by=st.run.layers_chosen_by)
+
+# %% ../nbs/11_pipeline.ipynb #ec5869b1
+_MAX_LOSS_LOG = 1 << 30  # a line per logged step: a billion bytes is millions of steps
+
+def _loss_rows(path) -> list[dict]:
+    "The rows of a loss log as written, in order; a line a kill cut short (not valid JSON) is skipped."
+    if not os.path.exists(path): return []
+    with os.fdopen(open_regular(path, "loss log", _MAX_LOSS_LOG, error=TrainerError), "r") as f:
+        rows = []
+        for line in f:
+            with contextlib.suppress(ValueError):
+                if line.strip(): rows.append(json.loads(line))
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("step"), int)]
+
+def _trim_losses(run_dir, step):
+    "Keep the loss log's steps up to `step`, where a resumed run continues: later ones (after a kill) are logged again."
+    path = os.path.join(run_dir, "losses.jsonl")
+    if _rank() != 0 or not os.path.exists(path): return
+    rows = [r for r in _loss_rows(path) if r["step"] <= step]
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows), "rewrite the loss log", TrainerError)
+
+def _resume_plan(run, run_dir) -> tuple:
+    """`(checkpoint to resume from, whether training is done, the result read back when the run is finished)` for a
+    resumed run; the user is told which checkpoint, once its saved paths are known to be there (unless finished)."""
+    checkpoint, said = resume_point(run_dir, run.state.run.last_checkpoint)
+    done = training_done(run, run_dir, checkpoint)
+    finished = _result_on_disk(run, run_dir, checkpoint) if done else None
+    if finished is None: check_saved_paths(run.state, run_dir)
+    _trim_losses(run_dir, _trained_steps(run_dir, checkpoint)[0] if checkpoint else 0)
+    if _rank() == 0: warnings.warn(said + ("; its training is complete" if done else ""), NexusNotice)
+    return checkpoint, done, finished
+
 # %% ../nbs/11_pipeline.ipynb #c3fb95d8
+def _saved_metrics(run_dir) -> dict:
+    "The held-out metrics a run saved (`metrics.json`: 'before', and 'after' once it finished), or {}."
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(path): return {}
+    with os.fdopen(open_regular(path, "metrics file", 1 << 20, error=TrainerError), "rb") as f: return json.load(f)
+
 def _before(run_dir, before, resume):
     "The held-out metrics before training: just measured (then saved), or read back by a resumed run."
-    metrics = os.path.join(run_dir, "metrics.json")
-    if before is not None and _rank() == 0: _write_json(metrics, {"before": before})
-    elif resume and os.path.exists(metrics): before = json.load(open(metrics)).get("before")
+    if before is not None and _rank() == 0: _write_json(os.path.join(run_dir, "metrics.json"), {"before": before})
+    elif resume: before = _saved_metrics(run_dir).get("before")
     return before
 
-def _train(trainer, stop, run, run_dir, resume):
-    "Train (from the last checkpoint when resuming) with the signal handlers installed while it runs."
-    last = run.state.run.last_checkpoint
+def _train(trainer, stop, run_dir, checkpoint, done):
+    """Train from `checkpoint` (None: from the start) with the signal handlers installed while it runs; when the
+    training is `done` already, only put the checkpoint's weights back (the Trainer would take one step too many)."""
+    path = os.path.join(run_dir, checkpoint) if checkpoint else None
+    if done:
+        trainer._load_from_checkpoint(path)
+        trainer.state.global_step = _trained_steps(run_dir, checkpoint)[0]
+        return
     stop.install()
-    try: trainer.train(resume_from_checkpoint=os.path.join(run_dir, last) if resume and last else None)
+    try: trainer.train(resume_from_checkpoint=path)
     finally: stop.uninstall()
-
-def _last_checkpoint(out_dir):
-    "The newest checkpoint folder, relative to the run folder ('checkpoints/checkpoint-N'), or None."
-    if not os.path.isdir(out_dir): return None
-    names = (d for d in os.listdir(out_dir) if d.startswith("checkpoint-"))
-    last = max(names, key=lambda d: int(d.split("-")[1]), default=None)
-    return os.path.join("checkpoints", last) if last else None
 
 def _finish(result, student, tokenizer, teacher, heldout):
     "A run that was not stopped: save the student, measure it again, save both measurements."
@@ -300,27 +423,47 @@ def _finish(result, student, tokenizer, teacher, heldout):
     if _rank() == 0: _write_json(os.path.join(result.run_dir, "metrics.json"), metrics)
 
 # %% ../nbs/11_pipeline.ipynb #05880c5f
+@contextlib.contextmanager
+def _sigterm_exits():
+    """While a run sets up (in the main thread): SIGTERM raises `SystemExit(143)`, so a run stopped before its first
+    step cleans up as after Ctrl-C (a new run folder is removed) instead of dying where it stands."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def leave(signum, frame): raise SystemExit(128 + signum)
+    previous = signal.signal(signal.SIGTERM, leave)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, previous)
+
 def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, heldout_examples=None, callbacks=(),
                      stop=None):
     """Distil as the run folder's pipeline state says (flags > saved state > defaults): load the teachers, read and
     pack the data, make the student (its layers chosen on the first batches, or as the state says) or load it, train
     with `DistillationTrainer`, measure KL and perplexity on held-out text before and after. SIGINT/SIGTERM save a
     checkpoint and the state and return exit code 130/143; call again with `resume=True` (and no flags) to continue
-    exactly where it stopped. Pass a `GracefulStop` as `stop` to stop a run from another thread (`stop.request()`)."""
+    exactly where it stopped (from the newest complete checkpoint; a run trained to the end trains nothing more, unless
+    a larger `max_steps` or `epochs` is given). Pass a `GracefulStop` as `stop` to stop a run from another thread
+    (`stop.request()`)."""
     t0, run_dir = time.time(), os.path.abspath(run_dir)
-    created = not os.path.exists(run_dir)
+    created = missing_top(run_dir)  # the outermost folder this run will make, if any
     with _state_for(run_dir, flags, resume) as run:
-        try: parts = _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks, stop)
+        checkpoint, done, finished = _resume_plan(run, run_dir) if resume else (None, False, None)
+        if finished is not None:
+            finished.seconds = time.time() - t0
+            return finished
+        try:
+            with _sigterm_exits(): parts = _setup_run(run, run_dir, resume, train_examples, heldout_examples,
+                                                      callbacks, stop)
         except BaseException:
             if created and _rank() == 0:  # a run that never started leaves nothing behind
-                run.close(); shutil.rmtree(run_dir, ignore_errors=True)
+                run.close(); shutil.rmtree(created, ignore_errors=True)
             raise
         trainer, stop, teachers, student, tokenizer, heldout, before, made = parts
         before = _before(run_dir, before, resume)
-        _train(trainer, stop, run, run_dir, resume)
+        _train(trainer, stop, run_dir, checkpoint, done)
         result = DistillResult(run_dir=run_dir, exit_code=stop.exit_code, global_step=trainer.state.global_step,
                                history=trainer.component_history, before=before, changes=getattr(run, "changes", None),
-                               last_checkpoint=_last_checkpoint(trainer.args.output_dir), **made)
+                               last_checkpoint=next(iter(complete_checkpoints(run_dir)), None), complete=done, **made)
         if not stop.signum: _finish(result, student, tokenizer, teachers[next(iter(teachers))], heldout)
         run.update(global_step=result.global_step, last_checkpoint=result.last_checkpoint)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -336,16 +479,25 @@ def describe_student(result) -> str:
     "How a run's student was made: '6 of 30 teacher layers [0, 1, 20, 23, 24, 29], by importance'."
     if result.student_layers is None: return "its own model (student.path)"
     how = _HOW.get(result.layers_chosen_by, result.layers_chosen_by)
-    return f"{len(result.student_layers)} of {result.teacher_layers} teacher layers {result.student_layers}, {how}"
+    of = f" of {result.teacher_layers}" if result.teacher_layers else ""  # unknown when read back from the folder
+    return f"{len(result.student_layers)}{of} teacher layers {result.student_layers}, {how}"
+
+# %% ../nbs/11_pipeline.ipynb #79bdbb2a
+def teacher_gap(before, after) -> str:
+    """One line on how far the student is from its teacher on held-out text: its perplexity as a multiple of the
+    teacher's, after training (and before), and how much of its KL to the teacher training removed."""
+    def ratio(m): return m["perplexity"] / m["teacher_perplexity"] if m and m.get("teacher_perplexity") else None
+    now, start = ratio(after), ratio(before)
+    if now is None: return "not measured (no held-out text, or no teacher perplexity)"
+    line = f"perplexity {now:,.1f}x the teacher's" + (f" (before training {start:,.1f}x)" if start else "")
+    if not before or before["kl"] <= 0: return line
+    fell = 1 - after["kl"] / before["kl"]
+    return line + (f"; training removed {fell:.0%} of the KL" if fell >= 0 else f"; the KL to it rose {-fell:.0%}")
 
 # %% ../nbs/11_pipeline.ipynb #40d4c568
 def read_losses(run_dir) -> list[dict]:
-    "Every logged step of a run (its `losses.jsonl`), resumed parts included, in step order."
-    p = os.path.join(run_dir, "losses.jsonl")
-    if not os.path.exists(p): return []
-    rows = {}
-    for line in open(p):
-        if line.strip(): r = json.loads(line); rows[r["step"]] = r
+    "Every logged step of a run (its `losses.jsonl`), resumed parts included, in step order (the last log of a step)."
+    rows = {r["step"]: r for r in _loss_rows(os.path.join(run_dir, "losses.jsonl"))}
     return [rows[k] for k in sorted(rows)]
 
 # %% ../nbs/11_pipeline.ipynb #405af23a

@@ -7,17 +7,18 @@ Docs: https://nexus-distill.github.io/nexus/state.html.md"""
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'STATE_FILE', 'LOCK_FILE', 'MIGRATIONS', 'UNSET', 'RunInfo', 'PipelineState', 'StateKey',
            'state_keys', 'resolve_key', 'parse_value', 'migrate_v1', 'upgrade', 'state_path', 'atomic_write',
-           'save_state', 'load_state', 'normalize_flags', 'merge_flags', 'apply_flags', 'resolve_state', 'Change',
-           'StateDiff', 'format_diff', 'diff_states', 'format_state', 'RunLock', 'PipelineRun', 'open_run',
-           'edit_state', 'show_state']
+           'save_state', 'load_state', 'absolute_paths', 'normalize_flags', 'merge_flags', 'apply_flags',
+           'resolve_state', 'Change', 'StateDiff', 'format_diff', 'diff_states', 'format_state', 'RunLock',
+           'missing_top', 'remove_made', 'PipelineRun', 'open_run', 'edit_state', 'show_state']
 
 # %% ../nbs/05_state.ipynb #6b4c1949
-import contextlib, copy, errno, functools, json, os, time, types, weakref
-from dataclasses import dataclass, fields, asdict, is_dataclass, MISSING
+import contextlib, copy, errno, functools, json, os, stat, time, types, weakref
+from dataclasses import dataclass, fields, asdict, is_dataclass, replace, MISSING
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, NamedTuple, Union, get_args, get_origin
 from . import __version__
+from .formats import open_regular, file_kind
 try: import fcntl
 except ImportError: fcntl = None  # not POSIX: `RunLock` says so when asked to lock
 
@@ -300,17 +301,17 @@ _MAX_STATE_BYTES = 16 << 20
 def _read_state_bytes(path: Path) -> bytes:
     "The bytes of a state file; a missing file is a `StateNotFoundError`, any other failure a `StateFileError`."
     try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size > _MAX_STATE_BYTES:
-                raise StateFileError(f"{path} is over {_MAX_STATE_BYTES >> 20} MiB: that is not a pipeline state. "
-                                     "Check the file.")
-            return f.read()
+        fd = open_regular(path, "pipeline state", _MAX_STATE_BYTES, error=StateFileError, follow=False,
+                          folder="{path} is a folder, not a pipeline state file: remove or rename it.")
+        with os.fdopen(fd, "rb") as f: data = f.read(_MAX_STATE_BYTES + 1)  # bounded: procfs files report size 0
+        if len(data) > _MAX_STATE_BYTES:
+            raise StateFileError(f"{path} is over {_MAX_STATE_BYTES >> 20} MiB: that is not a pipeline state. "
+                                 "Check the file.")
+        return data
     except FileNotFoundError:
         what = f"{path.name} does not exist" if path.parent.is_dir() else "there is no such folder"
         raise StateNotFoundError(f"no pipeline state in {path.parent}: {what}. Give the folder of an existing run, "
                                  "or start a run there first.") from None
-    except IsADirectoryError:
-        raise StateFileError(f"{path} is a folder, not a pipeline state file: remove or rename it.") from None
     except PermissionError:
         raise StateFileError(f"{path}: permission denied reading the pipeline state. Fix its permissions "
                              "(chmod u+r) or run as its owner.") from None
@@ -393,10 +394,31 @@ def _student_layer_flags(out) -> dict:
         out["student.layers"] = None  # a recorded choice was made for another number or method
     return out
 
+# %% ../nbs/05_state.ipynb #5fe393cd
+def _absolute(p):
+    "`p` made absolute when it is a relative path to something that exists here; anything else as it is."
+    return os.path.abspath(p) if isinstance(p, str) and not os.path.isabs(p) and os.path.lexists(p) else p
+
+def _absolute_dataset(d):
+    if isinstance(d, DatasetConfig): return replace(d, path=_absolute(d.path))
+    return {**d, "path": _absolute(d.get("path"))} if isinstance(d, dict) else d
+
+def absolute_paths(sets: dict) -> dict:
+    "Settings `{dotted key: value}` with the paths of teachers, datasets and the student absolute where they exist."
+    out = dict(sets)
+    for k, v in sets.items():
+        parts = k.split(".")
+        if k == "teachers" and isinstance(v, dict): out[k] = {n: _absolute(p) for n, p in v.items()}
+        elif k == "datasets" and isinstance(v, dict): out[k] = {n: _absolute_dataset(d) for n, d in v.items()}
+        elif parts[0] == "datasets" and len(parts) == 2: out[k] = _absolute_dataset(v)
+        elif (parts[0] == "teachers" and len(parts) == 2) or k == "student.path" or parts[::2] == ["datasets", "path"]:
+            out[k] = _absolute(v)
+    return out
+
 # %% ../nbs/05_state.ipynb #942036c0
 def normalize_flags(flags) -> dict:
-    """Flags as `{dotted key: checked value}`; `mode` without `hyper.sample_size` brings its ladder sample size, and the
-    student's layers follow `_student_layer_flags`."""
+    """Flags as `{dotted key: checked value}`; relative paths made absolute (`absolute_paths`); `mode` without
+    `hyper.sample_size` brings its ladder sample size, and the student's layers follow `_student_layer_flags`."""
     out, problems, given = {}, [], {}
     flagged = set(_flag_map().values())
     for k, v in dict(flags or {}).items():
@@ -412,7 +434,7 @@ def normalize_flags(flags) -> dict:
         except SettingProblem as e: problems.append(str(e))
     if problems: raise StateValidationError(problems, "invalid settings", "Nothing was changed.")
     if "mode" in out and "hyper.sample_size" not in out: out["hyper.sample_size"] = LADDER[out["mode"]]
-    return _student_layer_flags(out)
+    return _student_layer_flags(absolute_paths(out))
 
 # %% ../nbs/05_state.ipynb #c997001f
 def merge_flags(*layers) -> dict:
@@ -572,12 +594,16 @@ def _lock_pid(fd):
     except OSError: return None
     return int(text) if text.isdigit() else None
 
+# never follow a link, never wait on a FIFO
+_LOCK_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
 def _lock_owner(run_dir):
     "The PID holding a run folder (0 if it can't be read), or None when the folder is free."
     if fcntl is None: return None
-    try: fd = os.open(Path(run_dir)/LOCK_FILE, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try: fd = os.open(Path(run_dir)/LOCK_FILE, os.O_RDONLY | _LOCK_FLAGS)
     except OSError: return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode): return None  # not a lock Nexus made: taking it will say so
         try: fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError: return _lock_pid(fd) or 0
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -594,12 +620,27 @@ def _in_use(run_dir, pid) -> str:
             f"or stop it{f' (kill {pid})' if pid else ''}; a process that has died releases its run by itself.")
 
 # %% ../nbs/05_state.ipynb #592852ed
+def _open_lock_file(path) -> int:
+    """A read-write descriptor of the lock file `path`, created if missing; never through a symbolic link (a link to a
+    file outside the run would be truncated), never a FIFO or a device: those are refused with a `StateFileError`."""
+    try: fd = os.open(path, os.O_RDWR | os.O_CREAT | _LOCK_FLAGS, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise StateFileError(f"{path} is a symbolic link: Nexus never follows a link to lock a run (it would write "
+                                 "to the file it points to). Remove the link; Nexus makes the lock file itself.") from None
+        raise _write_error(path, e, "create the lock file", "nothing was changed") from None
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1: return fd
+    os.close(fd)
+    what = file_kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else f"a file with {st.st_nlink} hard links"
+    raise StateFileError(f"{path} is {what}, not the lock file Nexus makes (a regular file of its own): remove it, and "
+                         "Nexus makes the lock file itself.")
+
 def _lock_fd(path, run_dir, wait) -> int:
     "An open descriptor of the lock file `path` holding its exclusive `flock`; waits up to `wait` s for a holder."
     deadline = time.monotonic() + wait
     while True:
-        try: fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-        except OSError as e: raise _write_error(path, e, "create the lock file", "nothing was changed") from None
+        fd = _open_lock_file(path)
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
@@ -671,19 +712,37 @@ def _keep_original(folder, v, data):
     if not backup.exists(): atomic_write(backup, data)
 
 # %% ../nbs/05_state.ipynb #ba461ab3
-def _make_run_dir(run_dir, flags, create) -> bool:
-    "Make the run folder when there is none and `create` (after checking `flags`); whether this call made it."
-    if run_dir.is_dir(): return False
+def missing_top(path) -> Path | None:
+    "The outermost folder of `path` (itself included) that does not exist yet: what making `path` creates first."
+    path, top = Path(path).absolute(), None
+    while not os.path.lexists(path) and path != path.parent: path, top = path.parent, path
+    return top
+
+def remove_made(run_dir, top):
+    "Remove `run_dir` and its parents up to `top` (the folders a run made), as far as they are empty."
+    if top is None: return
+    folder = Path(run_dir).absolute()
+    with contextlib.suppress(OSError):
+        while True:
+            folder.rmdir()
+            if folder == top: return
+            folder = folder.parent
+
+def _make_run_dir(run_dir, flags, create) -> Path | None:
+    "Make the run folder when there is none and `create` (after checking `flags`); the outermost folder it made."
+    if run_dir.is_dir(): return None
     if run_dir.exists(): raise StateFileError(f"{run_dir} is a file, not a run folder: give a folder.")
     if not create:
         raise StateNotFoundError(f"{run_dir} does not exist, so there is no run to resume there. Check the path.")
     resolve_state(None, flags)  # bad flags fail before anything is made on disk
+    top = missing_top(run_dir)
     try: run_dir.mkdir(parents=True)
-    except FileExistsError: return False
+    except FileExistsError: return None
     except OSError as e:
+        remove_made(run_dir.parent, top)
         raise StateFileError(f"cannot create the run folder {run_dir}: {e.strerror or e}. "
                              "Choose a folder you can write to.") from None
-    return True
+    return top
 
 # %% ../nbs/05_state.ipynb #7dfd51e0
 def _resume(run_dir, flags, create) -> tuple:
@@ -712,6 +771,7 @@ class PipelineRun:
         self.changes, self.is_new, self.migrated_from, self.previous = StateDiff(), False, None, None
         flags = normalize_flags(flags)
         made = _make_run_dir(self.run_dir, flags, create)
+        if not create and not self.path.is_file(): _read_raw(self.path)  # what is wrong, before a lock file is made
         try:
             self.lock.acquire()
             self.previous, self.migrated_from, self.state, self.changes = _resume(self.run_dir, flags, create)
@@ -720,9 +780,8 @@ class PipelineRun:
         except BaseException:
             self.lock.release()
             if made:
-                with contextlib.suppress(OSError):
-                    (self.run_dir/LOCK_FILE).unlink()
-                    self.run_dir.rmdir()
+                with contextlib.suppress(OSError): (self.run_dir/LOCK_FILE).unlink()
+                remove_made(self.run_dir, made)
             raise
 
     def save(self) -> Path:
@@ -846,7 +905,7 @@ def edit_state(run_dir, assignments=(), resets=(), *, dry_run=False) -> StateDif
         obj, v = upgrade(obj, str(path))
         before = _over_defaults(PipelineState().to_dict(), copy.deepcopy(obj))
         hint = f"Nothing was written; {path.name} was not changed."
-        sets = _typed_assignments(assignments, hint)
+        sets = absolute_paths(_typed_assignments(assignments, hint))
         reset_keys = [_canonical_or_same(k) for k in resets]
         for ck, value in _with_ladder(sets, reset_keys).items(): _set_in(obj, ck.split("."), value)
         for key in resets: _reset_in(obj, key)

@@ -12,7 +12,7 @@ from nexus.data import DistillCollator
 
 out, batch, accum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 teacher = tiny_model("llama", num_hidden_layers=4)
-student = make_student(teacher, 2)
+student = make_student(teacher, 2, method="every_k")
 g = torch.Generator().manual_seed(1)
 items = []
 for i in range(8):

@@ -196,3 +196,57 @@ def test_a_stray_weight_file_hides_no_model(tmp_path, llama_dir):
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 3, r.stdout
     warnings = r.stderr.splitlines()
     assert len(warnings) == 1 and "notes.pt" in warnings[0] and "nexus scan" not in r.stderr, r.stderr
+
+
+STATE_FILE, LOCK_FILE = ".pipeline_state.json", ".pipeline_state.lock"
+STATE_KINDS = {"fifo": "is a FIFO (named pipe)", "device": "is a symbolic link", "link": "is a symbolic link"}
+
+
+def saved_state(folder: Path) -> bytes:
+    "A valid pipeline state saved in `folder` (made in a child: this process stays torch-free); its bytes."
+    folder.mkdir(parents=True, exist_ok=True)
+    code = "import sys; from nexus.state import PipelineState, save_state; save_state(PipelineState(), sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, timeout=120)
+    return (folder / STATE_FILE).read_bytes()
+
+
+def state_commands(run):
+    return {"show": [NEXUS, "state", "show", str(run)],
+            "set": [NEXUS, "state", "set", "hyper.lr=0.001", "--run-dir", str(run)],
+            "resume": [NEXUS, "distill", "--resume", str(run)]}
+
+
+@pytest.mark.parametrize("kind", STATE_KINDS)
+def test_a_state_file_that_is_not_a_regular_file_is_refused_at_once(kind, tmp_path):
+    """A state file that is a FIFO, a link to /dev/zero, or a link to a valid state elsewhere: `state show`, `state
+    set` and `distill --resume` refuse it in one line, never wait on it or read it forever, and change nothing."""
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    good = saved_state(elsewhere)
+    run.mkdir()
+    if kind == "fifo": os.mkfifo(run / STATE_FILE)
+    elif kind == "device": (run / STATE_FILE).symlink_to("/dev/zero")
+    else: (run / STATE_FILE).symlink_to(elsewhere / STATE_FILE)
+    for name, cmd in state_commands(run).items():
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and STATE_KINDS[kind] in r.stderr, (name, r.stderr[-2000:])
+        assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, (name, r.stderr[-2000:])
+    assert (elsewhere / STATE_FILE).read_bytes() == good
+    assert (run / STATE_FILE).is_symlink() == (kind != "fifo")
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "hardlink"])
+def test_a_lock_file_that_is_not_nexus_own_is_never_written_through(kind, tmp_path):
+    """A `.pipeline_state.lock` that links to a file outside the run (symbolic or hard link), or is a FIFO: `state set`
+    and `distill --resume` refuse it in one line; the linked file keeps its bytes, the state is unchanged."""
+    run = tmp_path / "run"
+    good = saved_state(run)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("do not truncate me\n")
+    if kind == "link": (run / LOCK_FILE).symlink_to(victim)
+    elif kind == "hardlink": os.link(victim, run / LOCK_FILE)
+    else: os.mkfifo(run / LOCK_FILE)
+    for name in ("set", "resume"):
+        r = subprocess.run(state_commands(run)[name], capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and LOCK_FILE in r.stderr, (name, r.stderr[-2000:])
+        assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, (name, r.stderr[-2000:])
+    assert victim.read_text() == "do not truncate me\n" and (run / STATE_FILE).read_bytes() == good
