@@ -3,6 +3,7 @@
     python benchmarks/effectiveness_bench.py --output effectiveness.json --plot effectiveness.png
     python benchmarks/effectiveness_bench.py --quick                       # a few steps, two variants: minutes
     python benchmarks/effectiveness_bench.py --parts objective --layers importance --lr 1e-3   # one part alone
+    python benchmarks/effectiveness_bench.py ... --reuse old.json --output new.json  # go on after an interrupted run
 
 Teacher: SmolLM2-135M-Instruct (fp32 safetensors converted once from the bundled GGUF by `teacher_source`). Student:
 6 of its 30 layers, copied by `make_student`. Data: the built-in examples `nexus distill` uses (Python from the

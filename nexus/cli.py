@@ -131,6 +131,12 @@ def _heldout_line(m) -> str:
     teacher = f" (teacher {m['teacher_perplexity']:,.2f})" if m.get("teacher_perplexity") else ""
     return f"KL {m['kl']:.3f} nats/token, perplexity {m['perplexity']:,.2f}{teacher}"
 
+def _where() -> str:
+    "What the run computed on: the GPU's name, or the CPU and the threads torch uses (every core, by default)."
+    import torch
+    if torch.cuda.is_available(): return torch.cuda.get_device_name()
+    return f"CPU, {torch.get_num_threads()} threads"
+
 def _distill_summary(res) -> str:
     "The lines a finished run ends with: the student, held-out metrics before and after, the steps, where things are."
     from nexus.pipeline import plot_losses, describe_student, teacher_gap
@@ -139,7 +145,7 @@ def _distill_summary(res) -> str:
             ("held-out", f"{held['tokens']:,} tokens the run never trained on" if held else "none"),
             ("before", _heldout_line(res.before)), ("after", _heldout_line(res.after)),
             ("gap", teacher_gap(res.before, res.after)),
-            ("steps", f"{res.global_step} in {res.seconds:.0f} s"), ("run folder", res.run_dir),
+            ("steps", f"{res.global_step} in {res.seconds:.0f} s ({_where()})"), ("run folder", res.run_dir),
             ("state", os.path.join(res.run_dir, ".pipeline_state.json")), ("student dir", res.student_dir),
             ("loss plot", plot_losses(res.run_dir))]
     return "\n".join(f"{k:<11} {v}" for k, v in rows)

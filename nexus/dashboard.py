@@ -370,7 +370,8 @@ def _metrics_table(before, after) -> str:
                    f"<td>{cell(after, k)}</td></tr>"
                    for label, k in (("KL(teacher ‖ student)", "kl"), ("perplexity", "perplexity"),
                                     ("teacher's perplexity", "teacher_perplexity")))
-    gap = f"<div class='nexus-gap'><b>gap</b>: {html.escape(teacher_gap(before, after), quote=False)}</div>" if after else ""
+    gap = html.escape(teacher_gap(before, after), quote=False)
+    gap = f"<div class='nexus-gap'><b>gap</b>: {gap}</div>" if after else ""
     return f"<table class='nexus-results'><tr><th>held-out</th><th>before</th><th>after</th></tr>{rows}</table>{gap}"
 
 def _results_html(r) -> str:

@@ -153,9 +153,9 @@ def build_training_data(st, tokenizer, teacher_names, train_examples=None, heldo
     return train, collator, heldout
 
 # %% ../nbs/11_pipeline.ipynb #6efeb6fa
-def calibration_batches(train_ds, collator, batch_size, n=4) -> list[dict]:
-    "The first `n` batches of the training data: what a run measures its teacher on."
-    rows = min(len(train_ds), n * batch_size)
+def calibration_batches(train_ds, collator, batch_size, rows=16) -> list[dict]:
+    "The first `rows` training rows, in batches of `batch_size`: what a run measures its teacher on."
+    rows = min(len(train_ds), rows)
     return [collator([train_ds[i] for i in range(j, min(j + batch_size, rows))]) for j in range(0, rows, batch_size)]
 
 # %% ../nbs/11_pipeline.ipynb #854fedfa
@@ -425,15 +425,17 @@ def _finish(result, student, tokenizer, teacher, heldout):
 # %% ../nbs/11_pipeline.ipynb #05880c5f
 @contextlib.contextmanager
 def _sigterm_exits():
-    """While a run sets up (in the main thread): SIGTERM raises `SystemExit(143)`, so a run stopped before its first
-    step cleans up as after Ctrl-C (a new run folder is removed) instead of dying where it stands."""
+    """Until the `end()` it yields is called (in the main thread): SIGTERM raises `SystemExit(143)`, so a run stopped
+    before its first step cleans up as after Ctrl-C (a new run folder is removed) instead of dying where it stands."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
     def leave(signum, frame): raise SystemExit(128 + signum)
-    previous = signal.signal(signal.SIGTERM, leave)
-    try: yield
-    finally: signal.signal(signal.SIGTERM, previous)
+    previous = [signal.signal(signal.SIGTERM, leave)]
+    def end():
+        if previous: signal.signal(signal.SIGTERM, previous.pop())
+    try: yield end
+    finally: end()
 
 def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, heldout_examples=None, callbacks=(),
                      stop=None):
@@ -446,19 +448,18 @@ def run_distillation(run_dir, flags=None, *, resume=False, train_examples=None, 
     (`stop.request()`)."""
     t0, run_dir = time.time(), os.path.abspath(run_dir)
     created = missing_top(run_dir)  # the outermost folder this run will make, if any
-    with _state_for(run_dir, flags, resume) as run:
+    with _sigterm_exits() as training_starts, _state_for(run_dir, flags, resume) as run:
         checkpoint, done, finished = _resume_plan(run, run_dir) if resume else (None, False, None)
         if finished is not None:
             finished.seconds = time.time() - t0
             return finished
-        try:
-            with _sigterm_exits(): parts = _setup_run(run, run_dir, resume, train_examples, heldout_examples,
-                                                      callbacks, stop)
+        try: parts = _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks, stop)
         except BaseException:
             if created and _rank() == 0:  # a run that never started leaves nothing behind
                 run.close(); shutil.rmtree(created, ignore_errors=True)
             raise
         trainer, stop, teachers, student, tokenizer, heldout, before, made = parts
+        training_starts()  # from here, SIGTERM is the Trainer's to handle: a checkpoint, then exit 143
         before = _before(run_dir, before, resume)
         _train(trainer, stop, run_dir, checkpoint, done)
         result = DistillResult(run_dir=run_dir, exit_code=stop.exit_code, global_step=trainer.state.global_step,

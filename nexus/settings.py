@@ -42,9 +42,10 @@ class StudentConfig:
     num_layers: int = setting(6, "layers of a shrunk student (which ones: `layers`, or chosen by `layer_choice`)",
                               flag="student_layers", ge=1)
     layer_choice: Literal[LAYER_CHOICE_NAMES] = setting(
-        "importance", "how a run chooses the teacher layers a shrunk student copies when `layers` is null: 'importance' "
-                   "(highest Block Influence on the first training batches), 'iterative' (drop the least influential "
-                   "layer, measure again, repeat), 'every_k' (spread evenly)", flag="student_layers_by")
+        "importance", "how a run chooses the teacher layers a shrunk student copies when `layers` is null: "
+                      "'importance' (highest Block Influence on the first training batches), 'iterative' (drop the "
+                      "least influential layer, measure again, repeat), 'every_k' (spread evenly)",
+        flag="student_layers_by")
     layers: list[int] | None = setting(
         None, "teacher layers a shrunk student copies, in order; null: chosen by `layer_choice` when the run starts "
               "(and recorded here, so a resumed run keeps them); given alone it sets `num_layers`",
@@ -84,7 +85,7 @@ LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "cons
 class HyperParams:
     "The training schedule."
     lr: float = setting(1e-3, "peak learning rate", gt=0)
-    epochs: int = setting(1, "passes over the sampled data", ge=1)
+    epochs: int = setting(3, "passes over the sampled data (3, as transformers' Trainer)", ge=1)
     max_steps: int | None = setting(None, "stop after this many optimiser steps; null: `epochs` decides", ge=1)
     sample_size: int = setting(LADDER["debug"], "training samples drawn (seeded) from the datasets; `mode` sets it",
                                ge=1)
@@ -92,9 +93,9 @@ class HyperParams:
     gradient_accumulation_steps: int = setting(1, "forward passes per optimiser step", ge=1)
     seed: int = setting(42, "seed of sampling, initialisation and shuffling", ge=0, le=2**32 - 1)
     weight_decay: float = setting(0.0, "AdamW weight decay", ge=0)
-    lr_scheduler: Literal[LR_SCHEDULERS] = setting("linear", "how the learning rate moves after the warm-up "
+    lr_scheduler: Literal[LR_SCHEDULERS] = setting("cosine", "how the learning rate moves after the warm-up "
                                                              "(transformers' scheduler of that name)")
-    warmup_steps: float = setting(0, "linear warm-up: steps when at least 1, else a fraction of all steps", ge=0)
+    warmup_steps: float = setting(0.1, "linear warm-up: steps when at least 1, else a fraction of all steps", ge=0)
     save_steps: int = setting(50, "save a checkpoint every this many steps", ge=1)
     logging_steps: int = setting(1, "log every loss component every this many steps", ge=1)
 

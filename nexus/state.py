@@ -626,8 +626,9 @@ def _open_lock_file(path) -> int:
     try: fd = os.open(path, os.O_RDWR | os.O_CREAT | _LOCK_FLAGS, 0o666)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise StateFileError(f"{path} is a symbolic link: Nexus never follows a link to lock a run (it would write "
-                                 "to the file it points to). Remove the link; Nexus makes the lock file itself.") from None
+            raise StateFileError(f"{path} is a symbolic link: Nexus never follows a link to lock a run (it would "
+                                 "write to the file it points to). Remove the link; Nexus makes the lock file "
+                                 "itself.") from None
         raise _write_error(path, e, "create the lock file", "nothing was changed") from None
     st = os.fstat(fd)
     if stat.S_ISREG(st.st_mode) and st.st_nlink == 1: return fd

@@ -39,4 +39,4 @@ def distill_flags(root, **extra):
     return {"teachers": {"general": str(root / "general")},
             "datasets": {"general": {"path": str(root / "data" / "general"), "expert": "general"}},
             "student_layers": 2, "batch_size": 4, "lr": 3e-3, "max_seq_length": 32, "save_steps": 1000,
-            "critical_layers": [1], "seed": 7, **extra}
+            "critical_layers": [1], "hidden_weight": 1.0, "seed": 7, **extra}  # every term of the loss on

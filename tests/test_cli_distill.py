@@ -10,7 +10,7 @@ def tiny_args(root, run_dir, steps=24):
     return ["distill", "--run-dir", str(run_dir), "--teachers", f"general={root / 'general'}",
             "--datasets", f"general={root / 'data' / 'general'}", "--student_layers", "2", "--batch_size", "4",
             "--lr", "3e-3", "--max_seq_length", "32", "--save_steps", "1000", "--critical_layers", "1",
-            "--max_steps", str(steps), "--seed", "7"]
+            "--max_steps", str(steps), "--seed", "7", "--hidden_weight", "1"]
 
 def spawn_on_pty(args):
     "Run `nexus` with stdout and stderr on a pseudo-terminal, as in a user's shell (the progress line redraws)."
@@ -103,6 +103,21 @@ def test_relative_paths_are_saved_absolute(distill_setup, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-2000:]  # the error alone: nothing resumes
     assert f"datasets.general.path ({work / 'm' / 'data'}) no longer exists" in r.stderr, r.stderr
+
+def test_resuming_a_finished_run_trains_nothing(distill_setup, tmp_path):
+    "A finished run resumed says it is complete and trains nothing; a larger --max_steps extends it, shown as a diff."
+    run_dir = tmp_path / "run"
+    r = subprocess.run([NEXUS, *tiny_args(distill_setup, run_dir, steps=6)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([NEXUS, "distill", "--resume", str(run_dir)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "nothing to train: the run is complete at step 6" in r.stdout, r.stdout + r.stderr
+    assert "resuming from checkpoints/checkpoint-6; its training is complete" in r.stderr, r.stderr
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["checkpoint-6"]
+    r = subprocess.run([NEXUS, "distill", "--resume", str(run_dir), "--max_steps", "8"], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0 and "hyper.max_steps  6 -> 8" in r.stdout, r.stdout + r.stderr
+    state = json.loads((run_dir / ".pipeline_state.json").read_text())["run"]
+    assert (state["global_step"], state["last_checkpoint"]) == (8, "checkpoints/checkpoint-8"), state
 
 @pytest.mark.slow
 def test_real_default_lowers_kl(tmp_path):

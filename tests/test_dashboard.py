@@ -7,7 +7,7 @@ from nexus.dashboard import Dashboard, ModelBrowser
 from nexus.detect import info_rows
 from nexus.state import edit_state, load_state, open_run
 
-EXTRA = {"critical_layers": [1], "save_steps": 1000, "seed": 7}  # as conftest's distill_flags: no calibration, no periodic saves
+EXTRA = {"critical_layers": [1], "save_steps": 1000, "seed": 7, "hidden_weight": 1.0}  # as conftest's distill_flags
 
 def logged(run_dir): return [json.loads(l) for l in open(Path(run_dir) / "losses.jsonl")]
 

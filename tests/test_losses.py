@@ -204,7 +204,7 @@ def ref_hidden_layers(s_hs, t_hs, am, pairs, W, kind):
 def test_hidden_term_matches_reference(seed, kind, reduction, emb, layer_map, critical):
     s_hs, t_hs, S, T, am = hidden_case(seed)
     if critical and layer_map == [3, 2] and 1 in critical: critical = [3]
-    loss = DistillationLoss(student=(2, 8), teachers=(4, 12), logits_weight=0, hidden_loss=kind, layer_reduction=reduction,
+    loss = DistillationLoss(hidden_weight=1.0, student=(2, 8), teachers=(4, 12), logits_weight=0, hidden_loss=kind, layer_reduction=reduction,
                             include_embeddings=emb, layer_map=layer_map, critical_layers=critical, critical_multiplier=7.0)
     pairs = resolve_layer_map(layer_map, 2, 4, emb)
     W = list(loss.parameters())
@@ -225,7 +225,7 @@ def test_hidden_term_with_routing(seed, compact):
     "Two teachers of different widths: each sample's hidden-state loss comes from its own teacher (or the mixture's weights)."
     s_hs, t_a, S, T, am = hidden_case(seed, dt=12)
     _, t_b, _, _, _ = hidden_case(seed + 1, Lt=3, dt=6)
-    loss = DistillationLoss(student=(2, 8), teachers={"a": (4, 12), "b": (3, 6)}, logits_weight=0, critical_layers=None)
+    loss = DistillationLoss(hidden_weight=1.0, student=(2, 8), teachers={"a": (4, 12), "b": (3, 6)}, logits_weight=0, critical_layers=None)
     route = torch.tensor([1, 0, 1])
     given_b = [h[route == 1] for h in t_b] if compact else t_b
     given_a = [h[route == 0] for h in t_a] if compact else t_a
@@ -296,7 +296,7 @@ def test_calibration_statistics_match_plain_computation():
 def test_sample_logit_loss():
     S, T = torch.randn(3, 6, 15), torch.randn(3, 6, 15)
     am = torch.ones(3, 6, dtype=torch.long); am[2, 2:] = 0
-    loss = DistillationLoss(hidden_weight=0, divergence="reverse_kl", chunk_size=4)
+    loss = DistillationLoss(hidden_weight=0, divergence="reverse_kl", temperature=2.0, chunk_size=4)
     d = ref_divergence(S, T, "reverse_kl", 0.5, 2.0) * 4
     ref = torch.stack([d[b][am[b].bool()].mean() for b in range(3)])
     close(loss.sample_logit_loss(S, T, attention_mask=am), ref)
@@ -304,15 +304,15 @@ def test_sample_logit_loss():
 
 def test_errors():
     s_hs, t_hs, S, T, am = hidden_case(0)
-    loss = DistillationLoss(student=(2, 8), teachers={"a": (4, 12), "b": (4, 12)}, critical_layers=None)
+    loss = DistillationLoss(hidden_weight=1.0, student=(2, 8), teachers={"a": (4, 12), "b": (4, 12)}, critical_layers=None)
     with pytest.raises(LossInputError, match=r"teacher outputs has no entry for teacher\(s\) \['b'\]"):
         loss(S, {"a": T}, student_hidden_states=s_hs, teacher_hidden_states={"a": t_hs}, teacher_weights=torch.tensor([0, 0, 0]))
     with pytest.raises(LossInputError, match="holds 3 teacher"): loss(S, [T, T, T], teacher_weights=torch.tensor([0, 0, 0]))
     with pytest.raises(LossInputError, match=r"hidden states cover 2 samples; expected 3 or the samples routed to it"):
         loss(S, [T, T], student_hidden_states=s_hs, teacher_hidden_states=[[h[:2] for h in t_hs], t_hs], teacher_weights=torch.tensor([0, 1, 1]))
     with pytest.raises(LossConfigError, match="say which one with teacher="): loss.calibrate(stats=None)
-    with pytest.raises(LossConfigError, match="names teacher"): DistillationLoss(student=(2, 8), teachers={"a": (4, 12)}, critical_layers={"z": [1]})
-    with pytest.raises(LossConfigError, match="must be a non-empty string without dots"): DistillationLoss(student=(2, 8), teachers={"a.b": (4, 12)})
+    with pytest.raises(LossConfigError, match="names teacher"): DistillationLoss(hidden_weight=1.0, student=(2, 8), teachers={"a": (4, 12)}, critical_layers={"z": [1]})
+    with pytest.raises(LossConfigError, match="must be a non-empty string without dots"): DistillationLoss(hidden_weight=1.0, student=(2, 8), teachers={"a.b": (4, 12)})
     with pytest.raises(LossInputError, match=r"student logits have shape \(6, 20\); expected \(batch, seq, vocab\)"): logit_loss(S[0], T[0])
     with pytest.raises(LossInputError, match="labels must hold integer token ids"): logit_loss(S, T, torch.zeros(3, 6))
 
@@ -322,12 +322,12 @@ def test_calibration_errors():
     from nexus.losses import decoder_layers
     teacher = tiny_model("llama", seed=1, num_hidden_layers=4, hidden_size=64, intermediate_size=128)
     calib = [torch.randint(4, 320, (2, 8))]
-    loss = DistillationLoss(student=(2, 32), teachers=teacher, critical_layers=None, anchor_weight=1.0, anchor_layers=[3],
+    loss = DistillationLoss(hidden_weight=1.0, student=(2, 32), teachers=teacher, critical_layers=None, anchor_weight=1.0, anchor_layers=[3],
                             anchor_rank=4)
     with pytest.raises(LossInputError, match=r"stats lack the subspaces of anchored layers \[3\]"): loss.calibrate(stats=teacher_statistics(teacher, calib))
     with pytest.raises(LossInputError, match="fewer than anchor_rank=4 directions"): loss.calibrate(stats=teacher_statistics(teacher, calib, layers=[3], rank=2))
     with pytest.raises(LossConfigError, match="anchor_rank=99 exceeds"):
-        DistillationLoss(student=(2, 32), teachers=teacher, critical_layers=None, anchor_weight=1.0, anchor_layers=[3],
+        DistillationLoss(hidden_weight=1.0, student=(2, 32), teachers=teacher, critical_layers=None, anchor_weight=1.0, anchor_layers=[3],
                          anchor_rank=99).calibrate(teacher, calib)
     with pytest.raises(LossConfigError, match="calibration serves"): DistillationLoss(student=(2, 32), teachers=teacher, hidden_weight=0).calibrate(teacher, calib)
     with pytest.raises(LossInputError, match="held no tokens"):
@@ -345,11 +345,11 @@ def test_teacher_without_samples():
     "A routed teacher that teaches no sample of the batch may hand over zero-row outputs (a trainer runs it on nothing)."
     s_hs, t_a, S, T, am = hidden_case(3)
     _, t_b, _, _, _ = hidden_case(4, Lt=3, dt=6)
-    loss = DistillationLoss(student=(2, 8), teachers={"a": (4, 12), "b": (3, 6)}, critical_layers=None)
+    loss = DistillationLoss(hidden_weight=1.0, student=(2, 8), teachers={"a": (4, 12), "b": (3, 6)}, critical_layers=None)
     route = torch.tensor([0, 0, 0])
     out = loss(S, {"a": T, "b": T[:0]}, attention_mask=am, student_hidden_states=s_hs,
                teacher_hidden_states={"a": t_a, "b": [h[:0] for h in t_b]}, teacher_weights=route)
-    solo = DistillationLoss(student=(2, 8), teachers=(4, 12), critical_layers=None)
+    solo = DistillationLoss(hidden_weight=1.0, student=(2, 8), teachers=(4, 12), critical_layers=None)
     solo.projections["teacher"].load_state_dict(loss.projections["a"].state_dict())
     ref = solo(S, T, attention_mask=am, student_hidden_states=s_hs, teacher_hidden_states=t_a)
     close(out.loss, ref.loss)

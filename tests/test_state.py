@@ -145,7 +145,7 @@ def test_show_set_reset(run_dir):
     r = nexus("state", "reset", "lr", "teachers.translation", "--run-dir", run_dir)
     assert r.returncode == 0, r.stderr
     s = load_state(run_dir)
-    assert (s.hyper.lr, list(s.teachers)) == (1e-4, ["coder"])
+    assert (s.hyper.lr, list(s.teachers)) == (1e-3, ["coder"])
     r = nexus("state", "reset", "lr", "--run-dir", run_dir)
     assert r.stdout.splitlines() == ["no changes", f"nothing to write; {state_path(run_dir)} is unchanged"]
 
