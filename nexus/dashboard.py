@@ -9,15 +9,17 @@ __all__ = ['entry_name', 'dataset_entries', 'model_label', 'info_table', 'ModelB
            'Dashboard']
 
 # %% ../nbs/13_dashboard.ipynb #a9b54e7b
-import functools, html, io, json, os, re, threading, time
+import functools, html, io, json, os, re, shlex, threading, time
 from pathlib import Path
 import ipywidgets as W
 from fastcore.basics import patch
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from transformers import TrainerCallback
+from .progress import current_phase
 from .detect import scan, get_model_info, info_rows, human_count, resolve_model_path
 from .data import discover_datasets
+from .settings import DEFAULT_TEACHERS, LADDER, RUN_DIR_FORMAT
 from .state import RunLock, load_state, normalize_flags, resolve_key, resolve_state, state_keys, state_path
 from .trainer import GracefulStop
 from .pipeline import run_distillation, describe_student, teacher_gap
@@ -90,7 +92,8 @@ class ModelBrowser(_Panel):
     "Pick a model folder, from a scan of a root folder or typed as a path, and see what `get_model_info` says about it."
     def __init__(self, root="", path=""):
         wide = dict(layout=W.Layout(width="32em"), style={"description_width": "6em"})
-        self.root = W.Text(str(root), description="models in", placeholder="a folder to scan for models", **wide)
+        self.root = W.Text(str(root), description="models in", placeholder="a folder to scan, or a bundled name",
+                           **wide)
         self.scan_button = W.Button(description="Scan", icon="search", tooltip="list the models under this folder")
         self.found = W.Dropdown(options=[], value=None, description="found", **wide)
         self.path = W.Text(str(path), description="or path", placeholder="a model folder, .gguf file or bundled name",
@@ -106,6 +109,11 @@ class ModelBrowser(_Panel):
         if root: self.scan()
         if path: self.show()
 
+    def _fail(self, text):
+        "A problem's message, and no table: the last model's would read as the answer to what failed."
+        self.info, self.table.value = None, ""
+        super()._fail(text)
+
     def __repr__(self):
         shown = f"; showing {model_label(self.info)}" if self.info else ""
         problem = f"; error: {self.error}" if self.error else ""
@@ -117,7 +125,7 @@ def _scan_from(box, root, ask) -> tuple:
     if root is not None: box.value = str(root)
     root = box.value.strip()
     if not root: raise DashboardError(ask)
-    return root, scan(os.path.expanduser(root))
+    return root, scan(resolve_model_path(os.path.expanduser(root)))
 
 # %% ../nbs/13_dashboard.ipynb #d8e70bac
 @patch
@@ -155,28 +163,40 @@ class DashboardForm(_Panel):
     def __init__(self, models_root="", data_root="", flags=None):
         self.base_flags = dict(flags or {})
         start = resolve_state(None, self.base_flags)  # wrong flags fail here, when the dashboard is made
-        self.message, self.error = W.HTML(), None
+        self.message, self.command, self.error = W.HTML(), W.HTML(), None
         self.form = W.VBox(self._teacher_part(models_root) + self._dataset_part(data_root) + self._settings_part(start))
-        self.widget = W.VBox([self.form, self.message])
+        self.widget = W.VBox([self.form, self.command, self.message])
+        self._teachers_changed()  # the default teachers' name boxes
         if models_root: self.scan()
         if data_root: self.find_datasets()
 
     def __repr__(self):
         teachers = ", ".join(self.teachers()) or "none picked"
         data = ", ".join(f"{n} ({'expert ' + d['expert'] if d['expert'] else 'untagged'})"
-                         for n, d in self.datasets().items()) or "none"
+                         for n, d in self.datasets().items()) or "built-in"
         return (f"{type(self).__name__}: teachers {teachers}; datasets {data}; {self.mode.value} rung, "
                 f"{self.student_layers.value} student layers, {self.epochs.value} epoch(s), lr {self.lr.value:g}")
+
+# %% ../nbs/13_dashboard.ipynb #c93d2a92
+def _default_label(path) -> str:
+    "How a default teacher (a bundled model's name, or a path) is listed: what it is, or why it can't be used."
+    try: info = get_model_info(resolve_model_path(path))
+    except NexusError as e: return f"{path} (default) · can't be used here: {e}"
+    kind = info["architecture"] or info["category"]
+    return f"{path} (default) · {kind} · {human_count(info['num_parameters'])} params"
 
 # %% ../nbs/13_dashboard.ipynb #0d550989
 @patch
 def _teacher_part(self: DashboardForm, models_root) -> list:
-    "The widgets that pick and name the teachers."
+    "The widgets that pick and name the teachers; `nexus distill`'s default teachers are picked."
     wide = dict(layout=W.Layout(width="34em"), style={"description_width": "7em"})
     self.models_root = W.Text(str(models_root), description="models in",
                               placeholder="a folder to scan for teacher models", **wide)
     self.scan_button = W.Button(description="Scan", icon="search", tooltip="list the models under this folder")
-    self.teacher_select = W.SelectMultiple(options=[], description="teachers", rows=4, **wide)
+    self.default_teachers = dict(DEFAULT_TEACHERS)  # read now, so a program may set its own before
+    self.default_options = [(_default_label(p), p) for p in self.default_teachers.values()]
+    self.teacher_select = W.SelectMultiple(options=self.default_options, value=list(self.default_teachers.values()),
+                                           description="teachers", rows=4, **wide)
     self.teacher_names, self.teacher_box, self.models = {}, W.VBox(), []
     self.scan_button.on_click(lambda _: self.scan())
     self.teacher_select.observe(lambda _: self._teachers_changed(), "value")
@@ -186,11 +206,12 @@ def _teacher_part(self: DashboardForm, models_root) -> list:
 @patch
 @_guarded
 def scan(self: DashboardForm, root=None) -> list:
-    "List the models under `root` (default: the models box) as teachers to pick."
+    "List the models under `root` (default: the models box) as teachers to pick, after the default teachers."
     root, res = _scan_from(self.models_root, root, "Type the folder that holds your teacher models, then press Scan.")
-    picked = [p for p in self.teacher_select.value if any(m["path"] == p for m in res.models)]
+    options = self.default_options + [(model_label(m), m["path"]) for m in res.models]
+    picked = [p for p in self.teacher_select.value if any(p == path for _, path in options)]
     self.models = res.models
-    self.teacher_select.options = [(model_label(m), m["path"]) for m in res.models]
+    self.teacher_select.options = options
     self.teacher_select.value = picked
     if not res.models: self._note(f"no models found under {root}: give the folder that holds the model folders.",
                                   "warning")
@@ -204,8 +225,10 @@ def scan(self: DashboardForm, root=None) -> list:
 def _name_box(self: DashboardForm, path):
     "The name box of the teacher at `path` (made once, so a name typed survives a change of selection)."
     if path not in self.teacher_names:
-        box = W.Text(entry_name(path, {b.value for b in self.teacher_names.values()}), description=entry_name(path),
-                     continuous_update=False, style={"description_width": "14em"}, layout=W.Layout(width="30em"))
+        default = next((n for n, p in self.default_teachers.items() if p == path), None)
+        box = W.Text(default or entry_name(path, {b.value for b in self.teacher_names.values()}),
+                     description=entry_name(path), continuous_update=False, style={"description_width": "14em"},
+                     layout=W.Layout(width="30em"))
         box.observe(lambda _: self._teachers_changed(), "value")
         self.teacher_names[path] = box
     return self.teacher_names[path]
@@ -218,9 +241,10 @@ def teachers(self: DashboardForm) -> dict:
 # %% ../nbs/13_dashboard.ipynb #e7976092
 @patch
 def _teachers_changed(self: DashboardForm):
-    "Show a name box per picked teacher, and let the datasets' expert choices follow."
+    "Show a name box per picked teacher, and let the datasets' expert choices (and the command line) follow."
     self.teacher_box.children = [self._name_box(p) for p in self.teacher_select.value]
     if self.data_files: self.find_datasets()
+    self._settings_changed()
 
 # %% ../nbs/13_dashboard.ipynb #c79367b3
 @patch
@@ -230,9 +254,9 @@ def _dataset_part(self: DashboardForm, data_root) -> list:
                             placeholder="a folder of jsonl, json, parquet, csv or txt files",
                             style={"description_width": "7em"})
     self.find_button = W.Button(description="Find", icon="search", tooltip="find the datasets under this folder")
-    self.dataset_rows, self.dataset_box, self.data_files = {}, W.VBox(), []
+    self.dataset_rows, self.dataset_box, self.data_files, self.data_note = {}, W.VBox(), [], W.HTML()
     self.find_button.on_click(lambda _: self.find_datasets())
-    return [_head("Datasets"), _row(self.data_root, self.find_button), self.dataset_box]
+    return [_head("Datasets"), _row(self.data_root, self.find_button), self.dataset_box, self.data_note]
 
 # %% ../nbs/13_dashboard.ipynb #5d45653f
 def _dataset_row(name, entry, experts, before=None) -> tuple:
@@ -256,9 +280,11 @@ def find_datasets(self: DashboardForm, root=None) -> dict:
     before = {n: (use.value, expert.value) for n, (use, expert, _) in self.dataset_rows.items()}
     self.dataset_rows = {name: _dataset_row(name, entry, names, before.get(name))
                          for name, entry in dataset_entries(self.data_files).items()}
+    for use, expert, _ in self.dataset_rows.values(): self._follow(use, expert)
     self.dataset_box.children = [W.HBox([use, expert, W.Label(path)])
                                  for use, expert, path in self.dataset_rows.values()]
     self._note("")
+    self._settings_changed()
     return self.datasets()
 
 # %% ../nbs/13_dashboard.ipynb #443816e8
@@ -273,8 +299,8 @@ def datasets(self: DashboardForm) -> dict:
 def _settings_part(self: DashboardForm, start) -> list:
     "The widgets of the rung and the key values, set to `start`'s."
     num = dict(layout=W.Layout(width="14em"), style={"description_width": "8em"})
-    self.mode = W.ToggleButtons(options=["debug", "standard", "production"], value=start.mode, description="rung",
-                                tooltips=["50 samples", "500 samples", "5000 samples"],
+    self.mode = W.ToggleButtons(options=list(LADDER), value=start.mode, description="rung",
+                                tooltips=[f"{n} samples" for n in LADDER.values()],
                                 style={"description_width": "7em", "button_width": "7em"})
     self.student_layers = W.BoundedIntText(start.student.num_layers, min=1, max=1024, description="student layers",
                                            **num)
@@ -285,6 +311,8 @@ def _settings_part(self: DashboardForm, start) -> list:
     self.batch_size = W.BoundedIntText(start.hyper.batch_size, min=1, max=1 << 16, description="batch size", **num)
     self.max_seq_length = W.BoundedIntText(start.optim.max_seq_length, min=8, max=1 << 20, description="seq length",
                                            **num)
+    self._follow(self.mode, self.student_layers, self.epochs, self.max_steps, self.lr, self.batch_size,
+                 self.max_seq_length)
     return [_head("Settings"), self.mode, _row(self.student_layers, self.epochs, self.max_steps),
             _row(self.lr, self.batch_size, self.max_seq_length)]
 
@@ -302,14 +330,11 @@ def flags(self: DashboardForm) -> dict:
     if "" in teachers or len(teachers) < len(self.teacher_select.value):
         names = [self._name_box(p).value for p in self.teacher_select.value]
         raise DashboardError(f"Every picked teacher needs a name of its own; they are now {names}.")
-    datasets = self.datasets()
-    if not datasets: raise DashboardError(
-        "Pick at least one dataset: type a data folder, press Find, and tick the datasets to use.")
     base = normalize_flags(self.base_flags)
     if not any(resolve_key(k)[0] == "hyper.sample_size" for k in self.base_flags):
         base.pop("hyper.sample_size", None)  # the rung decides
     flag_of = {k.key: k.flag for k in state_keys() if k.flag}
-    return {"teachers": teachers, "datasets": datasets, "mode": self.mode.value,
+    return {"teachers": teachers, "datasets": self.datasets(), "mode": self.mode.value,  # {}: built-in data
             "student_layers": self.student_layers.value, "epochs": self.epochs.value,
             "max_steps": self.max_steps.value or None, "lr": self.lr.value, "batch_size": self.batch_size.value,
             "max_seq_length": self.max_seq_length.value,
@@ -328,32 +353,68 @@ def _plain_mapping(v) -> bool:
     return bool(v) and all(isinstance(x, (str, int, float)) and not isinstance(x, bool) and "," not in str(x)
                            and not str(x).startswith("{") for x in v.values())
 
+def _at_default(v, default) -> bool:
+    "Whether a flag's value is its default (`True` is not `1`)."
+    return v == default and isinstance(v, bool) == isinstance(default, bool)
+
 @patch
 def cli_args(self: DashboardForm) -> list:
-    "`flags()` as `nexus distill` arguments, each value as text the state's flag parser reads back."
-    args = []
+    "`flags()` as `nexus distill` arguments: the teachers, then each value not at its default, as the parser reads it."
+    default, args = {k.flag: k.default for k in state_keys() if k.flag}, []
     for flag, v in self.flags().items():
+        if flag != "teachers" and _at_default(v, default[flag]): continue
         args.append(f"--{flag}")
         if isinstance(v, dict): args += [f"{n}={x}" for n, x in v.items()] if _plain_mapping(v) else [json.dumps(v)]
         else: args.append(_cli_value(v))
     return args
 
+@patch
+def command_line(self: DashboardForm) -> str:
+    "The shell command that runs the job these settings describe: `nexus distill ...`."
+    return shlex.join(["nexus", "distill", *self.cli_args()])
+
+# %% ../nbs/13_dashboard.ipynb #cadb4fd2
+@patch
+def _follow(self: DashboardForm, *widgets):
+    "Show the command line again whenever one of `widgets` changes."
+    for w in widgets: w.observe(lambda _: self._settings_changed(), "value")
+
+@patch
+def _settings_changed(self: DashboardForm):
+    "Write the command line (or why there is none yet) and what data the run reads, for the settings as they are now."
+    try:
+        command = self.command_line()
+        resolve_state(None, self.flags())  # a value the CLI would refuse is named here too
+        shown = f"<code style='white-space:pre-wrap;word-break:break-all'>{html.escape(command)}</code>"
+    except NexusError as e: shown = f"<i>none yet: {html.escape(str(e))}</i>"
+    self.command.value = f"<div class='nexus-command'><b>command line</b>: {shown}</div>"
+    self.data_note.value = "" if self.datasets() else (
+        "<i>no dataset used: the run writes built-in data (prose, and Python from the standard library) into "
+        "its folder, as <code>nexus distill</code> does with no --datasets</i>")
+
 # %% ../nbs/13_dashboard.ipynb #017c325d
 class RunProgress(TrainerCallback):
-    "Where a run is, for a display in another thread: steps done, steps in all, and when training started."
-    def __init__(self): self.step, self.total, self.first, self.started = 0, 0, 0, None
+    "Where a run is, for a display in another thread: steps done, steps in all, and when training started and ended."
+    def __init__(self): self.step, self.total, self.first, self.started, self.ended = 0, 0, 0, None, None
     def on_train_begin(self, args, state, control, **kwargs):
         self.total, self.step, self.first = state.max_steps, state.global_step, state.global_step
         self.started = time.time()
     def on_step_end(self, args, state, control, **kwargs): self.step = state.global_step
+    def on_train_end(self, args, state, control, **kwargs): self.ended = time.time()
 
     def summary(self) -> str:
         "'step 12/40 · 3.10 steps/s · 9 s left', or what happens before training starts."
-        if self.started is None: return "loading the teachers and the data…"
-        done, secs = self.step - self.first, time.time() - self.started
+        if self.started is None: return "setting up the run…"
+        done, secs = self.step - self.first, (self.ended or time.time()) - self.started
         rate = done / secs if done and secs > 0 else None
-        left = f" · {rate:.2f} steps/s · {(self.total - self.step) / rate:.0f} s left" if rate else ""
+        going = rate and not self.ended
+        left = f" · {rate:.2f} steps/s · {(self.total - self.step) / rate:.0f} s left" if going else ""
         return f"step {self.step}/{self.total}{left}"
+
+    def status(self) -> str:
+        "What to show now: the step line while training, else the phase the run is in (if any), else `summary()`."
+        doing = None if self.started and not self.ended else current_phase()
+        return f"{doing}…" if doing else self.summary()
 
 # %% ../nbs/13_dashboard.ipynb #453c0e6e
 def _trained(run_dir, saved) -> bool:
@@ -383,6 +444,7 @@ def _results_html(r) -> str:
 class Dashboard(DashboardForm):
     "Distil from a notebook: the settings form, a run folder, Start, Stop and Resume, live progress, plot and results."
     def __init__(self, models_root="", data_root="", run_dir="", flags=None, refresh=0.5):
+        run_part = self._run_part(run_dir)  # before the form: the command line it shows names the run folder
         super().__init__(models_root, data_root, flags)
         self.refresh_every = refresh
         self.figure = Figure(figsize=(8, 3.4), dpi=80)
@@ -390,7 +452,7 @@ class Dashboard(DashboardForm):
         self.ax = self.figure.add_subplot()
         self.lines, self.losses, self.result, self.exception = {}, [], None, None
         self._worker = self._monitor = self._stop = self.run_progress = None  # `run_progress`: the run's `RunProgress`
-        self.widget.children = [self.form, _head("Run"), *self._run_part(run_dir), self.message, self.plot,
+        self.widget.children = [self.form, _head("Run"), *run_part, self.command, self.message, self.plot,
                                 self.results]
 
     def __repr__(self):
@@ -400,9 +462,10 @@ class Dashboard(DashboardForm):
 # %% ../nbs/13_dashboard.ipynb #14f7311c
 @patch
 def _run_part(self: Dashboard, run_dir) -> list:
-    "The run folder, the buttons, the progress bar and its status; the plot and results widgets."
+    "The run folder, the buttons, the progress bar and its status; the plot (hidden until there is one) and results."
     self.run_dir = W.Text(str(run_dir), description="run folder", layout=W.Layout(width="34em"),
-                          placeholder="a new folder for this run, e.g. runs/first", style={"description_width": "7em"})
+                          placeholder="empty: a new runs/distill-DATE-TIME, as nexus distill makes",
+                          style={"description_width": "7em"})
     self.start_button = W.Button(description="Start", icon="play", button_style="success",
                                  tooltip="start a new run in the run folder")
     self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True,
@@ -411,12 +474,22 @@ def _run_part(self: Dashboard, run_dir) -> list:
                                   tooltip="continue the run in the run folder, with its saved settings")
     self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", style={"description_width": "7em"},
                                   layout=W.Layout(width="34em"))
-    self.status, self.results, self.plot = W.HTML(), W.HTML(), W.Image(format="png", layout=W.Layout(max_width="60em"))
+    self.status, self.results = W.HTML(), W.HTML()
+    self.plot = W.Image(format="png", layout=W.Layout(max_width="60em", display="none"))  # empty: a broken image
     self.start_button.on_click(lambda _: self.start())
     self.stop_button.on_click(lambda _: self.stop())
     self.resume_button.on_click(lambda _: self.start(resume=True))
+    self._follow(self.run_dir)
     return [_row(self.run_dir, self.start_button, self.stop_button, self.resume_button),
             _row(self.progress, self.status)]
+
+# %% ../nbs/13_dashboard.ipynb #16eb5393
+@patch
+def cli_args(self: Dashboard) -> list:
+    "The form's `nexus distill` arguments, after `--run_dir` and the run folder when one is typed."
+    run_dir = self.run_dir.value.strip()
+    folder = ["--run_dir", os.path.abspath(os.path.expanduser(run_dir))] if run_dir else []
+    return folder + DashboardForm.cli_args(self)
 
 # %% ../nbs/13_dashboard.ipynb #f797c957
 @patch(as_prop=True)
@@ -425,13 +498,14 @@ def running(self: Dashboard) -> bool:
     return any(t is not None and t.is_alive() for t in (self._worker, self._monitor))
 
 @patch
-def _run_folder(self: Dashboard) -> str:
-    "The run folder typed, as an absolute path, once it is sure nothing else uses it."
+def _run_folder(self: Dashboard, resume) -> str:
+    "The run folder typed (or, for a new run, named as `nexus distill` names it), once nothing else uses it."
     if self.running:
         raise DashboardError("A run is going in this dashboard: Stop it, or wait for it to end, "
                              "before starting another.")
     run_dir = self.run_dir.value.strip()
-    if not run_dir: raise DashboardError("Type a run folder (a new folder for a new run), then press Start.")
+    if not run_dir and resume: raise DashboardError("Type the folder of the run to resume, then press Resume.")
+    if not run_dir: self.run_dir.value = run_dir = time.strftime(RUN_DIR_FORMAT)
     run_dir = os.path.abspath(os.path.expanduser(run_dir))
     pid = RunLock.owner(run_dir)
     if pid is not None:
@@ -462,7 +536,7 @@ def _plan(self: Dashboard, run_dir, resume) -> tuple:
 def _reset_display(self: Dashboard, run_dir):
     "Clear the plot, the log read so far, the results and the progress bar for a new run in `run_dir`."
     self.ax.clear()  # no monitor is running now: the figure is this thread's until the next one starts
-    self.lines, self.plot.value = {}, b""
+    self.lines, self.plot.value, self.plot.layout.display = {}, b"", "none"
     self.losses, self._read_at, self._run_dir, self._run_error = [], 0, run_dir, None
     self.result, self.exception, self._stop, self.run_progress = None, None, GracefulStop(), RunProgress()
     self.results.value, self.progress.value, self.progress.bar_style = "", 0, "info"
@@ -471,7 +545,7 @@ def _reset_display(self: Dashboard, run_dir):
 @_guarded
 def start(self: Dashboard, resume=False):
     "Start a new run in the run folder (with `resume`, continue the run there) in the background."
-    run_dir = self._run_folder()
+    run_dir = self._run_folder(resume)
     flags, what = self._plan(run_dir, resume)
     self._reset_display(run_dir)
     self._note(what)
@@ -547,8 +621,9 @@ def _read_losses(self: Dashboard) -> bool:
 # %% ../nbs/13_dashboard.ipynb #d34de358
 @patch
 def _redraw(self: Dashboard):
-    "One line per loss component over the steps logged so far, rendered into the plot widget."
-    keys = sorted({k for r in self.losses for k in r if k != "step"}, key=lambda k: ("/" in k, k != "loss_total", k))
+    "One line per loss component over the steps logged so far, rendered into the plot widget (shown from now on)."
+    keys = sorted({k for r in self.losses for k in r if k.startswith("loss_")},  # not the step, nor the lr
+                  key=lambda k: ("/" in k, k != "loss_total", k))
     steps = [r["step"] for r in self.losses]
     for k in keys:
         if k not in self.lines:
@@ -562,16 +637,16 @@ def _redraw(self: Dashboard):
     self.figure.tight_layout()
     buf = io.BytesIO()
     self.figure.savefig(buf, format="png")
-    self.plot.value = buf.getvalue()
+    self.plot.value, self.plot.layout.display = buf.getvalue(), None
 
 # %% ../nbs/13_dashboard.ipynb #ea35d864
 @patch
 def _refresh(self: Dashboard):
-    "Read new losses (and redraw), then move the progress bar and its status."
+    "Read new losses (and redraw), then move the progress bar and say what the run is doing."
     if self._read_losses(): self._redraw()
     p = self.run_progress
     if p.total: self.progress.max, self.progress.value = p.total, min(p.step, p.total)
-    if not self._stop.signum: self.status.value = html.escape(p.summary())
+    if not self._stop.signum: self.status.value = html.escape(p.status())
 
 @patch
 def _finish(self: Dashboard):
@@ -585,10 +660,15 @@ def _finish(self: Dashboard):
         self._note(f"Stopped at step {r.global_step}: the checkpoint {r.last_checkpoint} and the state are saved in "
                    f"{r.run_dir}. Press Resume to continue (or run nexus distill --resume with that folder).",
                    "warning")
+    elif r.complete:
+        self.progress.max, self.progress.value = max(r.global_step, 1), r.global_step
+        self.progress.bar_style = "success"
+        self.status.value = html.escape(f"complete at step {r.global_step}: nothing to train")
+        self._note(f"The run is complete at step {r.global_step}: nothing was trained. Its student is in "
+                   f"{r.student_dir}. To train longer, raise its max_steps or epochs (nexus state set max_steps=N "
+                   f"--run_dir {r.run_dir}), then press Resume.")
     else:
         self.progress.bar_style = "success"
         self.status.value = html.escape(f"done: {r.global_step} steps in {r.seconds:.1f} s")
-        more = (" Its training was complete already: to train longer, give a larger max_steps or epochs and Resume."
-                if r.complete else "")
-        self._note(f"Done. The student is saved in {r.student_dir}.{more}")
+        self._note(f"Done. The student is saved in {r.student_dir}.")
     self.results.value = _results_html(r)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os, re, ast, json, math, stat, errno, hashlib, importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from .errors import NexusError, ModelPathError, ConfigError, HeaderError, ScanError
+from .errors import NexusError, ModelPathError, ConfigError, HeaderError, ScanError, option_text
 from .formats import (read_json_object, json_type_name, read_safetensors_header, SAFETENSORS_DTYPE_BITS,
                            GGUFArray, GGML_TYPES, GGUF_FILE_TYPES, read_gguf_header, gguf_tensor_bytes, read_npz_shapes,
                            atomic_write)
@@ -970,8 +970,8 @@ def _unknown_architecture_error(info, tf):
     arch, mtype = info["architecture"], info["model_type"]
     hint = f" Did you mean {', '.join(info['suggestions'])}?" if info["suggestions"] else ""
     return (f"Architecture not recognized: {arch or mtype or 'config.json names none'} is unknown to {tf} and to "
-            f"Nexus.{hint} If the folder ships modeling_*.py, load it with trust_remote_code=True after reading that "
-            "code; otherwise add its model_type to MODEL_TYPE_MAPPINGS.")
+            f"Nexus.{hint} If the folder ships modeling_*.py, load it with {option_text('trust_remote_code', True)} "
+            "after reading that code; otherwise add its model_type to MODEL_TYPE_MAPPINGS.")
 
 # %% ../nbs/02_detect.ipynb #e8be12ff
 def _judge_support(info):

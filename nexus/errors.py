@@ -6,7 +6,8 @@ Docs: https://nexus-distill.github.io/nexus/errors.html.md"""
 
 # %% ../nbs/00_errors.ipynb #dcf80c57
 from __future__ import annotations
-import difflib
+import contextlib, contextvars, difflib
+from dataclasses import MISSING
 
 # %% auto #0
 __all__ = ['NexusError', 'ModelPathError', 'ConfigError', 'HeaderError', 'ScanError', 'WriteError', 'StateError',
@@ -15,7 +16,8 @@ __all__ = ['NexusError', 'ModelPathError', 'ConfigError', 'HeaderError', 'ScanEr
            'QuantizationUnavailableError', 'TokenizerNotFoundError', 'PatchError', 'MissingWeightsError',
            'ShapeMismatchError', 'LossConfigError', 'LossInputError', 'DataError', 'DatasetNotFoundError',
            'DataReadError', 'EmptyDatasetError', 'DataFormatError', 'ChatTemplateError', 'TrainerError',
-           'VocabularyMismatchError', 'DashboardError', 'NexusNotice', 'close_matches', 'did_you_mean']
+           'VocabularyMismatchError', 'DashboardError', 'NexusNotice', 'close_matches', 'did_you_mean', 'option_text',
+           'option_spelling']
 
 # %% ../nbs/00_errors.ipynb #380bd651
 class NexusError(Exception):
@@ -151,3 +153,22 @@ def did_you_mean(word, options, prefix="", **kw) -> str:
     "`; did you mean 'x'?` ('x' or 'y' when `n` > 1) for what `word` probably meant among `options`, else ''."
     m = close_matches(word, options, **kw)
     return f"; did you mean {' or '.join(repr(prefix + x) for x in m)}?" if m else ""
+
+# %% ../nbs/00_errors.ipynb #0bdfc5b1
+_SPELLING = contextvars.ContextVar("nexus_option_spelling", default={})
+
+def option_text(name, value=MISSING) -> str:
+    """The option `name` (set to `value`, when one is given) as a message names it: the way the surface in use spells
+    it (`option_spelling`), else as a Python keyword, `name=value`."""
+    spell = _SPELLING.get().get(name)
+    if spell is not None: return spell(value)
+    return name if value is MISSING else f"{name}={value!r}"
+
+# %% ../nbs/00_errors.ipynb #3e9fbb1a
+@contextlib.contextmanager
+def option_spelling(spell: dict):
+    """While open, `option_text(name, value)` is `spell[name](value)` for each name in `spell` (`value` is
+    `dataclasses.MISSING` when the message names the option alone)."""
+    token = _SPELLING.set({**_SPELLING.get(), **spell})
+    try: yield
+    finally: _SPELLING.reset(token)

@@ -23,6 +23,7 @@ from .patches import (load_pretrained_healed, register_custom_types, loading_pat
                            HealingReport, PatchError, quiet_transformers)
 from .errors import (NexusError, LoadError, RemoteCodeError, UnsafeCheckpointError, InsufficientMemoryError,
                           QuantizationUnavailableError, TokenizerNotFoundError)
+from .settings import option_text
 
 # %% ../nbs/07_loader.ipynb #f191045a
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32, "float16": torch.float16,
@@ -33,7 +34,8 @@ def resolve_dtype(dtype):
     if dtype is None or dtype == "auto": return "auto"
     if isinstance(dtype, torch.dtype): return dtype
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES: return _DTYPES[dtype.removeprefix("torch.")]
-    raise LoadError(f"unknown dtype {dtype!r}: use 'auto' (the checkpoint's own), 'float32', 'float16' or 'bfloat16'.")
+    raise LoadError(f"{option_text('torch_dtype', dtype)} is not a dtype Nexus knows: use 'auto' (the checkpoint's "
+                    "own), 'float32', 'float16' or 'bfloat16'.")
 
 # %% ../nbs/07_loader.ipynb #d005a7e2
 def resolve_device(device_map):
@@ -44,12 +46,12 @@ def resolve_device(device_map):
     if isinstance(device_map, (str, torch.device)):
         dev = str(device_map)
         if dev.startswith("cuda") and not cuda:
-            raise LoadError(f"device {dev!r} was asked for but CUDA is not available here; use device_map='cpu' or "
-                            "'auto'.")
+            raise LoadError(f"device {dev!r} was asked for but CUDA is not available here; use "
+                            f"{option_text('device_map', 'cpu')} or {option_text('device_map', 'auto')}.")
         return {"device_map": dev}, dev
     if isinstance(device_map, dict): return {"device_map": device_map}, "mapped"
-    raise LoadError(f"device_map {device_map!r} is not understood: use 'auto', 'cpu', 'cuda', 'cuda:N' or a dict of "
-                    "module -> device.")
+    raise LoadError(f"{option_text('device_map', device_map)} is not understood: use 'auto', 'cpu', 'cuda', 'cuda:N' "
+                    "or a dict of module -> device.")
 
 # %% ../nbs/07_loader.ipynb #9d5c9697
 _UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
@@ -60,7 +62,7 @@ def parse_bytes(value) -> int:
     if isinstance(value, (int, float)) and value >= 0: return int(value)
     m = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*)\s*", str(value))
     if not m or m.group(2).lower() not in _UNITS:
-        raise LoadError(f"memory size {value!r} is not understood: write bytes or e.g. '2GiB', '500MB'.")
+        raise LoadError(f"{option_text('memory_limit', value)} is not a size: write bytes or e.g. '2GiB', '500MB'.")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 # %% ../nbs/07_loader.ipynb #45704b08
@@ -82,13 +84,19 @@ def available_bytes(device) -> int:
     return psutil.virtual_memory().available
 
 def check_memory(info, dtype, device, limit=None):
-    "Refuse a load that would not fit, before anything is allocated; returns (bytes needed, bytes free)."
-    need, free = estimate_load_bytes(info, dtype), parse_bytes(limit) if limit is not None else available_bytes(device)
-    if need > free:
-        raise InsufficientMemoryError(f"{info['path']}: loading needs about {human_bytes(need)} on {device}, but only "
-                                      f"{human_bytes(free)} is free. Free memory, load in a smaller dtype "
-                                      "(torch_dtype='bfloat16'), or use a device with more.")
-    return need, free
+    """Refuse a load that would not fit, before anything is allocated; returns (bytes needed, bytes allowed: the
+    `limit` when one is given, else what `device` has free)."""
+    need = estimate_load_bytes(info, dtype)
+    allowed = parse_bytes(limit) if limit is not None else available_bytes(device)
+    if need <= allowed: return need, allowed
+    needs = f"{info['path']}: loading needs about {human_bytes(need)} on {device}"
+    smaller = option_text("torch_dtype", "bfloat16")
+    if limit is not None:
+        raise InsufficientMemoryError(f"{needs}, more than the {option_text('memory_limit')} of "
+                                      f"{human_bytes(allowed)}. Raise the limit, or load in a smaller dtype "
+                                      f"({smaller}).")
+    raise InsufficientMemoryError(f"{needs}, but only {human_bytes(allowed)} is free. Free memory, load in a smaller "
+                                  f"dtype ({smaller}), or use a device with more.")
 
 # %% ../nbs/07_loader.ipynb #45d0c680
 class SparseAutoencoder(torch.nn.Module):
@@ -234,7 +242,8 @@ class LoadRecord:
     dtype: str = None
     tokenizer: str = None
     estimated_bytes: int = 0
-    free_bytes: int = 0
+    free_bytes: int = 0  # what the device had free, or the `memory_limit` given
+    memory_limit: int = None
     seconds: float = 0.0
     peak_rss_bytes: int = 0
     rss_increase_bytes: int = 0
@@ -245,12 +254,15 @@ class LoadRecord:
         "The record as lines of `label  value`."
         lines = [f"loaded      {self.model_class} via {self.strategy} ({self.category}, mode {self.mode})",
                  f"where       {self.device}, dtype {self.dtype}", f"tokenizer   {self.tokenizer or '-'}",
-                 f"memory      estimated {human_bytes(self.estimated_bytes)} of {human_bytes(self.free_bytes)} free; "
+                 f"memory      estimated {human_bytes(self.estimated_bytes)} of {self._allowed()}; "
                  f"RSS +{human_bytes(self.rss_increase_bytes)}, peak {human_bytes(self.peak_rss_bytes)}",
                  f"time        {self.seconds:.2f} s"]
         if self.report is not None: lines.append(f"checkpoint  {self.report.summary()}")
         lines += [f"tried       {s}: {e}" for s, e in self.attempts] + [f"note        {n}" for n in self.notes]
         return "\n".join(lines)
+    def _allowed(self) -> str:
+        if self.memory_limit is None: return f"{human_bytes(self.free_bytes)} free"
+        return f"the {human_bytes(self.memory_limit)} limit"
 
 # %% ../nbs/07_loader.ipynb #9241d5d4
 def _rss():
@@ -343,13 +355,13 @@ def _load_part(path, info, mode, kwargs, record, allow_missing):
     cls = _transformers_class(name) if name else None
     if cls is None:
         raise LoadError(f"{path}: transformers has no {name or part + ' class'} for {info['architecture']}, so "
-                        f"mode={mode!r} can't load it alone; use mode='full'.")
+                        f"{option_text('mode', mode)} can't load it alone; use {option_text('mode', 'full')}.")
     with quiet_transformers():
         full = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     sub = getattr(full, f"{part}_config", None)
     if sub is None:
-        raise LoadError(f"{path}: config.json has no {part}_config, so mode={mode!r} has nothing to load; "
-                        "use mode='full'.")
+        raise LoadError(f"{path}: config.json has no {part}_config, so {option_text('mode', mode)} has nothing to "
+                        f"load; use {option_text('mode', 'full')}.")
     kw = {**kwargs, "config": sub, "key_mapping": {f"^{part}\\.": ""}}
     model, report = _from_pretrained(cls, path, kw, record, allow_missing)
     report.dropped = [k for k in report.dropped if k.startswith(f"{part}.")]  # the other parts are left out on purpose
@@ -422,7 +434,7 @@ def _refuse_early(info, trust_remote_code, load_in_8bit, load_in_4bit):
         code = ", ".join(info["custom_files"]) or "auto_map"
         raise RemoteCodeError(f"{info['path']}: {info['architecture']} is not in the installed transformers; the "
                               f"folder ships its own code ({code}). Nexus runs a model's code only with "
-                              "trust_remote_code=True: read that code first, then pass it.")
+                              f"{option_text('trust_remote_code', True)}: read that code first, then pass it.")
     if not info["is_supported"] and not (trust_remote_code and info["has_custom_files"]): raise LoadError(info["error"])
     if load_in_8bit or load_in_4bit:
         bits, no_bnb = 8 if load_in_8bit else 4, importlib.util.find_spec("bitsandbytes") is None
@@ -430,7 +442,7 @@ def _refuse_early(info, trust_remote_code, load_in_8bit, load_in_4bit):
             why = "bitsandbytes is not installed" if no_bnb else "CUDA is not available"
             raise QuantizationUnavailableError(f"load_in_{bits}bit needs bitsandbytes and a CUDA GPU, and {why} here. "
                                                "Nexus won't load in full precision instead: drop the flag, or use "
-                                               "torch_dtype='bfloat16' to halve memory.")
+                                               f"{option_text('torch_dtype', 'bfloat16')} to halve memory.")
 
 # %% ../nbs/07_loader.ipynb #18b27770
 @patch
@@ -447,6 +459,7 @@ def load(self: OmniModelLoader, mode="full", trust_remote_code=False, device_map
     device_kwargs, device = resolve_device(device_map)
     record.device, record.dtype = device, str(dtype).removeprefix("torch.")
     record.estimated_bytes, record.free_bytes = check_memory(info, dtype, device, memory_limit)
+    record.memory_limit = None if memory_limit is None else record.free_bytes
     t0, rss0 = time.perf_counter(), _rss()
     model, tok = self._dispatch(info, mode, dtype, device, device_kwargs, trust_remote_code, load_in_8bit,
                                 load_in_4bit, attn_implementation, allow_missing, base_model_path,

@@ -17,7 +17,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
 from .errors import NexusError, LossConfigError, LossInputError, did_you_mean
 from .divergences import DIVERGENCES, LOG_ZERO
-from .settings import LossConfig, setting, build_settings, check_value, SettingProblem
+from .settings import LossConfig, setting, build_settings, check_value, SettingProblem, option_text
 
 # %% ../nbs/08_losses.ipynb #61dc290d
 def _layer_spec(field_name, value, words, pairs=False):
@@ -69,8 +69,9 @@ class DistillConfig(LossConfig):
             raise LossConfigError("; ".join(problems) + ".")
         _layer_spec("layer_map", self.layer_map, (), pairs=True)
         if self.anchor_weight > 0 and self.anchor_layers == "critical" and self.critical_layers is None:
-            raise LossConfigError("anchor_layers='critical' anchors the critical layers, but critical_layers is None: "
-                                  "name them, use 'auto', or set anchor_weight=0.")
+            auto, none = option_text("critical_layers", "auto"), option_text("critical_layers", None)
+            raise LossConfigError(f"{option_text('anchor_layers', 'critical')} anchors the critical layers, but "
+                                  f"{none}: name them, use {auto}, or set {option_text('anchor_weight', 0)}.")
 
 # %% ../nbs/08_losses.ipynb #ed48d8c4
 @patch(cls_method=True)
@@ -408,8 +409,9 @@ def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
 def _layer_index(x, n, what):
     "A layer number in 0..n-1 (negative counts from the end), else a `LossConfigError`."
     if not -n <= x < n:
-        raise LossConfigError(f"{what}: layer {x} does not exist; layers are numbered 0..{n - 1} (or -{n}..-1 from the "
-                              "end).")
+        where = option_text(what, x) if what.isidentifier() else what  # a setting's name, or a description
+        raise LossConfigError(f"{where}: layer {x} does not exist; layers are numbered 0..{n - 1} (or -{n}..-1 from "
+                              "the end).")
     return x % n
 
 # %% ../nbs/08_losses.ipynb #6f1b1ed9
@@ -476,10 +478,14 @@ class TeacherStats:
         return self.block_influence.argsort(descending=True).tolist()
 
 # %% ../nbs/08_losses.ipynb #05ef3cf1
+class _BlocksDone(Exception):
+    "Raised by the last block's hook when nothing after it is needed: the forward stops there."
+
 class _BlockCosines:
-    "While open, hooks on `blocks` add each block's cos(input, output), summed over the tokens of `.mask`, to `.sums`."
-    def __init__(self, blocks, device):
-        self.blocks, self.mask, self._inputs = blocks, None, {}
+    """While open, hooks on `blocks` add each block's cos(input, output), summed over the tokens of `.mask`, to
+    `.sums`; with `stop`, the last block raises `_BlocksDone`, sparing the final norm and the output head."""
+    def __init__(self, blocks, device, stop=False):
+        self.blocks, self.mask, self._inputs, self.stop = blocks, None, {}, stop
         self.sums = torch.zeros(len(blocks), dtype=torch.float64, device=device)  # (num_blocks,)
 
     def _save_input(self, i):
@@ -491,6 +497,7 @@ class _BlockCosines:
             y = out[0] if isinstance(out, (tuple, list)) else out  # (B, L, d)
             c = F.cosine_similarity(self._inputs.pop(i).float(), y.float(), dim=-1)  # (B, L)
             self.sums[i] += (c * self.mask).sum()
+            if self.stop and i == len(self.blocks) - 1: raise _BlocksDone
         return hook
 
     def __enter__(self):
@@ -518,11 +525,14 @@ def teacher_statistics(model, batches, layers=(), rank=16) -> TeacherStats:
     n, device = len(blocks), next(model.parameters()).device
     layers = sorted({_layer_index(l, n, "anchored layer") for l in layers})
     seen, moments = 0, {}
-    with _BlockCosines(blocks, device) as meter, _fp32(device):  # fp32/fp64 statistics even inside autocast
+    # with no subspace to measure, the forward stops after the last block: the output head costs a fifth of a small
+    # LLM's forward and its logits (tokens x vocabulary) are the largest tensor in it
+    with _BlockCosines(blocks, device, stop=not layers) as meter, _fp32(device):  # fp32/fp64 even inside autocast
         for batch in batches:
             ids, am = _batch_inputs(batch, device)  # (B, L), (B, L)
             meter.mask = am.float()
-            out = model(input_ids=ids, attention_mask=am, output_hidden_states=bool(layers), use_cache=False)
+            try: out = model(input_ids=ids, attention_mask=am, output_hidden_states=bool(layers), use_cache=False)
+            except _BlocksDone: pass
             seen += int(am.sum())
             for l in layers:  # moments of hidden_states[l+1]: exactly what the loss is given as teacher layer l
                 h = out.hidden_states[l + 1][am.bool()].double()  # (tokens, d)
@@ -677,8 +687,8 @@ def _plan_without_shapes(self: DistillationLoss, name, names, Ls, ds, ths):
     mapped = {t - 1 for _, t in pairs if t}
     bad = [l for l in (crit or []) if _layer_index(l, Lt, "critical_layers") not in mapped]
     if bad:
-        raise LossConfigError(f"critical_layers: teacher layer(s) {bad} have no student layer mapped to them "
-                              f"(mapped: {sorted(mapped)}).")
+        raise LossConfigError(f"{option_text('critical_layers', bad)}: teacher layer(s) {bad} have no student layer "
+                              f"mapped to them (mapped: {sorted(mapped)}).")
     return pairs, None, {l % Lt for l in crit or []}, {}
 
 # %% ../nbs/08_losses.ipynb #887a0629

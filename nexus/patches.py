@@ -15,7 +15,7 @@ __all__ = ['WRAPPER_PREFIXES', 'LEGACY_NAMES', 'QUANT_STATE_MARKERS', 'register_
 import contextlib, functools, inspect, os, re
 from dataclasses import dataclass, field
 from .detect import (ModelFolder, MODEL_TYPE_MAPPINGS, weight_files, read_safetensors_header, arch_index)
-from .errors import NexusError, PatchError, MissingWeightsError, ShapeMismatchError
+from .errors import NexusError, PatchError, MissingWeightsError, ShapeMismatchError, option_text
 
 # %% ../nbs/06_patches.ipynb #56a7dd11
 _REGISTERED = {}  # model_type -> (config class, {auto class name: model class})
@@ -35,8 +35,8 @@ def register_model_type(model_type, base_type):
     if model_type in CONFIG_MAPPING: return False
     if base_type not in CONFIG_MAPPING:
         raise PatchError(f"cannot register model type {model_type!r}: its base type {base_type!r} is unknown to the "
-                         "installed transformers. Upgrade transformers, or load the folder with trust_remote_code=True "
-                         "if it ships its code.")
+                         "installed transformers. Upgrade transformers, or load the folder with "
+                         f"{option_text('trust_remote_code', True)} if it ships its code.")
     base_cfg = CONFIG_MAPPING[base_type]
     camel = "".join(p.title() for p in re.split(r"[_\-]+", model_type))
     cfg_cls = type(f"{camel}Config", (base_cfg,), {"model_type": model_type, "__module__": __name__})
@@ -229,6 +229,17 @@ def _loading_info():
     try: yield got
     finally: PreTrainedModel._finalize_model_loading = original
 
+# %% ../nbs/06_patches.ipynb #89d46ef3
+@contextlib.contextmanager
+def _gguf_bar_off():
+    "While open, transformers' GGUF conversion draws no bar: its tqdm ignores transformers' own progress-bar switch."
+    try: import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError: yield; return  # no gguf package: no GGUF conversion either
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try: yield
+    finally: gguf_utils.tqdm = bar
+
 # %% ../nbs/06_patches.ipynb #8a7fd599
 @contextlib.contextmanager
 def quiet_transformers():
@@ -236,7 +247,8 @@ def quiet_transformers():
     import transformers
     level, bars = transformers.logging.get_verbosity(), transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar()
-    try: yield
+    try:
+        with _gguf_bar_off(): yield
     finally:
         transformers.logging.set_verbosity(level)
         if bars: transformers.utils.logging.enable_progress_bar()
@@ -283,7 +295,7 @@ def load_pretrained_healed(model_cls, path, allow_missing=False, **kwargs):
         raise MissingWeightsError(f"{path}: the checkpoint has no tensor for {len(names)} model weight(s): "
                                   f"{', '.join(names[:8])}{' ...' if len(names) > 8 else ''}. Plain from_pretrained "
                                   "would initialise them randomly; re-export the checkpoint, or pass "
-                                  "allow_missing=True to accept random values.")
+                                  f"{option_text('allow_missing', True)} to accept random values.")
     return model, report
 
 # %% ../nbs/06_patches.ipynb #4d1a2843

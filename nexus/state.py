@@ -157,14 +157,15 @@ def _leaf_fields() -> dict:
 
 @functools.cache
 def _flag_map():
-    "flag name -> dotted key, checked to be unique."
+    "flag name (or one of its aliases, such as `learning_rate`) -> dotted key, checked to be unique."
     out, top = {}, {f.name for f in fields(PipelineState)}
     for k in state_keys():
         if k.flag is None: continue
-        if k.flag in out: raise RuntimeError(f"two settings share the flag --{k.flag}: {out[k.flag]} and {k.key}")
-        if k.flag in top and k.flag != k.key:
-            raise RuntimeError(f"the flag --{k.flag} of {k.key} is also a section name")
-        out[k.flag] = k.key
+        for flag in (k.flag, *_leaf_fields()[k.key].metadata.get("aliases", ())):
+            if flag in out: raise RuntimeError(f"two settings share the flag --{flag}: {out[flag]} and {k.key}")
+            if flag in top and flag != k.key:
+                raise RuntimeError(f"the flag --{flag} of {k.key} is also a section name")
+            out[flag] = k.key
     return out
 
 # %% ../nbs/05_state.ipynb #bfb07d3d
@@ -350,7 +351,7 @@ def _parse_state(path, data) -> dict:
     return obj
 
 # %% ../nbs/05_state.ipynb #8e8d3214
-_FIX_HINT = ("Fix the file by hand, or with `nexus state set KEY=VALUE --run-dir {folder}` / `nexus state reset KEY`; "
+_FIX_HINT = ("Fix the file by hand, or with `nexus state set KEY=VALUE --run_dir {folder}` / `nexus state reset KEY`; "
              "it was left as it is.")
 
 def _read_raw(path) -> tuple:
@@ -499,11 +500,12 @@ def _flat(d, prefix="", keep_empty=False) -> dict:
 
 # %% ../nbs/05_state.ipynb #8f5e99a5
 def _json(v, **kw) -> str:
-    "JSON text any terminal can print: non-ASCII as is, escapes for strings UTF-8 can't hold (undecodable names)."
+    """JSON text any terminal prints on the lines it should: non-ASCII as is, escapes where a string holds what UTF-8
+    can't (undecodable names) or an invisible character (a line separator in a list would split its line)."""
     s = json.dumps(v, ensure_ascii=False, **kw)
     try: s.encode("utf-8")
-    except UnicodeEncodeError: s = json.dumps(v, **kw)
-    return s
+    except UnicodeEncodeError: return json.dumps(v, **kw)
+    return s if s.replace("\n", "").isprintable() else json.dumps(v, **kw)  # newlines: only `indent`'s
 
 def _needs_quotes(s) -> bool:
     "Strings `nexus state set` would read as something else, or with invisible characters (controls, bad bytes)."

@@ -10,7 +10,7 @@ __all__ = ['LAYER_CHOICES', 'ROUTER_MODES', 'CHECKPOINT_COMPLETE', 'student_laye
            'load_student_weights', 'check_vocabularies', 'GracefulStop', 'resolve_compile_mode', 'ProgressMonitor']
 
 # %% ../nbs/10_trainer.ipynb #f8b2cd2b
-import contextlib, copy, importlib, json, os, re, signal, sys, threading, time, warnings, weakref
+import contextlib, copy, importlib, json, os, re, signal, sys, threading, time, warnings
 from types import SimpleNamespace
 import torch
 from torch import nn
@@ -21,9 +21,10 @@ from transformers.modeling_utils import load_state_dict
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, load_sharded_checkpoint
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from .formats import atomic_write, open_regular
+from .progress import phase, clear_lines
 from .patches import load_state_allowing_tied, check_only_tied_missing
 from .errors import PatchError, TrainerError, VocabularyMismatchError, did_you_mean
-from .settings import LAYER_CHOICE_NAMES, StudentConfig
+from .settings import LAYER_CHOICE_NAMES, StudentConfig, option_text
 from .losses import block_influence, decoder_layers
 
 # %% ../nbs/10_trainer.ipynb #9222c353
@@ -168,7 +169,8 @@ class TeacherRouter:
         if mode not in ROUTER_MODES:
             raise TrainerError(f"router mode {mode!r} is not one of {', '.join(ROUTER_MODES)}.")
         self.mode, self.names = mode, list(teacher_names)
-        if not self.names: raise TrainerError("no teachers: name at least one (for example --teachers coder=PATH).")
+        if not self.names:
+            raise TrainerError(f"no teachers: name at least one ({option_text('teachers', {'coder': 'PATH'})}).")
         unknown = [k for k in (weights or {}) if k not in self.names]
         if unknown:
             raise TrainerError(f"router weights name unknown teacher(s) {unknown}; the teachers are {self.names}.")
@@ -386,7 +388,8 @@ def log(self: DistillationTrainer, logs, start_time=None):
         vals = torch.stack([torch.as_tensor(self._sums[n], device=self.args.device) for n in names])
         if self.accelerator.num_processes > 1: vals = self.accelerator.reduce(vals, "sum")
         comps = {f"loss_{n}": v / steps for n, v in zip(names, vals.tolist())}
-        self.component_history.append({"step": self.state.global_step, **comps})
+        lr = {"learning_rate": logs["learning_rate"]} if "learning_rate" in logs else {}  # the plot's second axis
+        self.component_history.append({"step": self.state.global_step, **comps, **lr})
         if self.loss_log and self.args.process_index == 0: _append_jsonl(self.loss_log, self.component_history[-1:])
         logs = {**logs, **comps}
         self._sums = {}
@@ -468,13 +471,9 @@ def check_vocabularies(student_tokenizer, teachers_tokenizers: dict, student_voc
                 f"{padding} apart, which is not vocabulary padding but a different vocabulary.")
 
 # %% ../nbs/10_trainer.ipynb #fc224ede
-_TERMINAL_LINES = weakref.WeakSet()  # the progress monitors with a line drawn on a terminal now
-
 def _exit_now(code):
     "Leave at once (a second Ctrl-C), first clearing any progress line, so the shell prompt starts on a clean line."
-    for monitor in list(_TERMINAL_LINES):
-        with contextlib.suppress(Exception):  # a signal handler: no locks, straight to the file descriptor
-            monitor._stop.set(); os.write(monitor.stream.fileno(), b"\r\033[K")
+    clear_lines()
     os._exit(code)
 
 class GracefulStop(TrainerCallback):
@@ -517,69 +516,44 @@ def resolve_compile_mode(mode):
 
 # %% ../nbs/10_trainer.ipynb #bc77487e
 class ProgressMonitor(TrainerCallback):
-    "A progress line (step, loss, tokens/s, ETA) drawn by a background thread; `close()` stops it and clears the line."
-    def __init__(self, stream=None, interval=0.5):
-        self.stream, self.interval = stream or sys.stderr, interval
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.step = self.total = self.start_step = 0
-        self.loss, self.tokens, self.t0, self._drawn, self._last_step = None, 0, None, False, -1
-        self._stop, self._lock, self._thread = threading.Event(), threading.Lock(), None
+    "The training bar: steps of all, loss, tokens per second and ETA; a `phase` named 'training' while training runs."
+    def __init__(self, file=None):
+        self.file, self.bar, self.loss, self.rate = file, None, None, None
+        self._phase = contextlib.ExitStack()
 
-    def line(self):
-        "The progress text now: 'step 3/8 | loss 1.234 | 512 tok/s | ETA 0:45'."
-        el = max(1e-9, time.time() - (self.t0 or time.time()))
-        done = max(0, self.step - self.start_step)
-        rate = self.tokens / el if self.tokens else 0.0
-        eta = (self.total - self.step) * el / done if done and self.total else None
-        parts = [f"step {self.step}/{self.total or '?'}",
-                 f"loss {self.loss:.4g}" if self.loss is not None else "loss -",
-                 f"{rate:,.0f} tok/s",
-                 f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta is not None else "ETA -"]
-        return " | ".join(parts)
+    def postfix(self) -> str:
+        "What follows the bar: 'loss 1.234, 512 tok/s'."
+        loss = f"loss {self.loss:.4g}" if self.loss is not None else "loss -"
+        return loss + (f", {self.rate:,.0f} tok/s" if self.rate else "")
 
 # %% ../nbs/10_trainer.ipynb #0b00c663
 @patch
 def on_train_begin(self: ProgressMonitor, args, state, control, **kw):
-    self.t0, self.total, self.step = time.time(), state.max_steps, state.global_step
-    self.start_step, self.tokens0 = state.global_step, state.num_input_tokens_seen or 0
-    if self._thread is None:
-        self._thread = threading.Thread(target=self._run, name="nexus-progress", daemon=True); self._thread.start()
+    self.close()
+    self.bar = self._phase.enter_context(phase("training", total=state.max_steps, unit="step", file=self.file))
+    self.bar.n = self.bar.initial = state.global_step
+    self.t0, self.tokens0 = time.time(), state.num_input_tokens_seen or 0
 
 @patch
 def on_step_end(self: ProgressMonitor, args, state, control, **kw):
-    self.step, self.tokens = state.global_step, (state.num_input_tokens_seen or 0) - self.tokens0
+    if self.bar is None: return
+    tokens = (state.num_input_tokens_seen or 0) - self.tokens0
+    self.rate = tokens / max(1e-9, time.time() - self.t0)
+    self.bar.set_postfix_str(self.postfix(), refresh=False)
+    self.bar.update(state.global_step - self.bar.n)
 
 @patch
 def on_log(self: ProgressMonitor, args, state, control, logs=None, **kw):
-    if logs and "loss" in logs: self.loss = logs["loss"]
+    if logs and "loss" in logs and self.bar is not None:
+        self.loss = logs["loss"]; self.bar.set_postfix_str(self.postfix())
 
 @patch
 def on_train_end(self: ProgressMonitor, args, state, control, **kw): self.close()
 
-# %% ../nbs/10_trainer.ipynb #c1210d35
-@patch
-def _draw(self: ProgressMonitor):
-    with self._lock:
-        if self._stop.is_set(): return
-        if self.tty:
-            self.stream.write("\r" + self.line() + "\033[K"); self._drawn = True
-            _TERMINAL_LINES.add(self)
-        elif self.step != self._last_step:
-            self.stream.write(self.line() + "\n"); self._last_step = self.step
-        self.stream.flush()
-
-@patch
-def _run(self: ProgressMonitor):
-    while not self._stop.wait(self.interval): self._draw()
-
 @patch
 def close(self: ProgressMonitor):
-    "Stop the thread and clear the line (idempotent)."
-    self._stop.set()
-    if self._thread is not None and self._thread is not threading.current_thread(): self._thread.join()
-    with self._lock:
-        if self.tty and self._drawn: self.stream.write("\r\033[K"); self.stream.flush(); self._drawn = False
-        _TERMINAL_LINES.discard(self)
+    "Close the bar (idempotent): it stays on screen with the last step, loss and rate."
+    self._phase.close(); self.bar = None
 
 # %% ../nbs/10_trainer.ipynb #b5e286f0
 _MOVED_UP = {name: "nexus.pipeline" for name in (

@@ -58,10 +58,12 @@ def test_load_reports_and_errors(llama_dir, tmp_path):
     assert "LlamaForCausalLM" in r.stdout and "forward -> (1, 8, 320)" in r.stdout and "dtype float32" in r.stdout
     r = run("load", llama_dir, "--memory-limit", "1KiB")
     assert r.returncode == 1 and "needs about" in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "more than the --memory_limit of 1.0 KiB" in r.stderr and "is free" not in r.stderr, r.stderr
     from nexus.fixtures import save_custom_code_model
     marker = tmp_path / "MARKER"
     r = run("load", save_custom_code_model(tmp_path / "custom", marker=marker))
-    assert r.returncode == 1 and "trust_remote_code" in r.stderr and not marker.exists()
+    assert r.returncode == 1 and "only with --trust_remote_code:" in r.stderr and not marker.exists(), r.stderr
+    assert "trust_remote_code=True" not in r.stderr  # the flag, not the library's keyword
 
 @pytest.fixture(scope="module")
 def planted_dir(tmp_path_factory):

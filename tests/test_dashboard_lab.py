@@ -1,6 +1,7 @@
 """JupyterLab in headless Chromium: a notebook that displays the dashboard renders its widgets, and they talk to the
-kernel both ways (a teacher picked in the browser reaches the kernel; a run started with the browser's Start button
-fills the progress bar and draws the loss plot). A screenshot is kept as a test artifact.
+kernel both ways (a teacher picked in the browser reaches the kernel, and the command line the kernel writes for it
+shows; a run started with the browser's Start button fills the progress bar and draws the loss plot, where nothing
+was shown before). A screenshot is kept as a test artifact.
 
 Needs Chromium, its driver and selenium: `apt-get install -y chromium chromium-driver` and `pip install selenium`.
 Skipped only when no Chromium is found and NEXUS_BROWSER_TESTS is unset; with NEXUS_BROWSER_TESTS=1 (CI) a missing
@@ -129,12 +130,23 @@ def test_dashboard_renders_in_jupyterlab(browser, distill_setup, lab, tmp_path, 
         assert css(".jp-OutputArea-output .widget-toggle-buttons"), "the rung"
         assert css(".jp-OutputArea-output .widget-hprogress"), "the progress bar"
 
-        # browser -> kernel: picking a teacher makes the kernel add its name box
+        images = [i for i in css(".jp-OutputArea-output .widget-image") if i.is_displayed()]
+        assert not images, "an image shown before any plot (an empty one is a broken-image icon)"
+        command = lambda: browser.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output .nexus-command").text
+        assert "nexus distill --run_dir" in command() and "--teachers smollm2=smollm2" in command()  # the CLI's default
+
+        # browser -> kernel: picking a teacher makes the kernel add its name box and write the command line again
         options = wait_until(lambda: css(".widget-select-multiple select option"), 30, "the scanned models")
-        assert sorted(o.text.split(" · ")[0] for o in options) == ["coder", "general"]
-        next(o for o in options if o.text.startswith("general")).click()
+        assert [o.text.split(" · ")[0] for o in options] == ["smollm2 (default)", "coder", "general"]
+        assert [o.text.split(" · ")[0] for o in options if o.is_selected()] == ["smollm2 (default)"]
+        from selenium.webdriver.support.select import Select
+        teachers = Select(browser.find_element(By.CSS_SELECTOR, ".widget-select-multiple select"))
+        teachers.deselect_all()
+        teachers.select_by_index(2)  # general
         wait_until(lambda: any(i.get_attribute("value") == "general" for i in css(".jp-OutputArea-output .widget-text input")), 30,
                    "the teacher's name box, made by the kernel")
+        picked = f"--teachers general={distill_setup / 'general'}"
+        wait_until(lambda: picked in command(), 30, "the command line of the pick")
         # kernel -> browser, from the run's threads: progress, status and the plot
         buttons["Start"].click()
         wait_until(lambda: "done: 4 steps" in browser.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output").text, 120, "the run to finish")

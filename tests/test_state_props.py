@@ -30,7 +30,7 @@ def values(tp, meta):
         if meta.get("iso"): return st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.isoformat())
         return TEXT
     if o is Literal: return st.sampled_from(args)
-    if o is list: return st.lists(st.integers(0, 200), unique=True, max_size=6)
+    if o is list: return st.lists(st.integers(0, 200) if args[0] is int else values(args[0], meta), unique=True, max_size=6)
     if o is dict: return st.dictionaries(NAMES, values(args[1], meta), max_size=4)
     if dataclasses.is_dataclass(tp): return st.fixed_dictionaries({f.name: values(f.type, f.metadata) for f in dataclasses.fields(tp)})
     raise TypeError(tp)
