@@ -236,14 +236,10 @@ def cmd_distill(args) -> int:
     print(f"nexus distill: {'resuming' if resume else 'starting'} {run_dir}", flush=True)
     with phase("loading torch and transformers"):
         from nexus.pipeline import run_distillation  # torch comes in here, not at `nexus` start-up
-    from nexus.trainer import ProgressMonitor
     import transformers
-    transformers.utils.logging.disable_progress_bar()  # one progress line: ours
+    transformers.utils.logging.disable_progress_bar()  # one style of bar: ours (the run draws its training bar)
     transformers.logging.set_verbosity_error()
-    monitor = ProgressMonitor()
-    try:
-        with notices_on_stderr(): res = run_distillation(run_dir, flags, resume=resume, callbacks=[monitor])
-    finally: monitor.close()
+    with notices_on_stderr(): res = run_distillation(run_dir, flags, resume=resume)
     if res.exit_code: return _stopped(res, run_dir)
     if res.complete: print(f"nothing to train: the run is complete at step {res.global_step}. To train longer, resume "
                            "with a larger --max_steps or --epochs.", flush=True)

@@ -63,8 +63,8 @@ class ReverseKL:
 # %% ../nbs/03_divergences.ipynb #5dfbb7c1
 @divergence("jsd")
 class JSD:
-    """β KL(p ‖ m) + (1−β) KL(q ‖ m) with m = βp + (1−β)q (GKD's generalised JSD): β = 0 is forward KL, β = 1 reverse
-    KL, 0.5 the symmetric JSD."""
+    """β KL(p ‖ m) + (1−β) KL(q ‖ m) with m = βp + (1−β)q (GKD's generalised JSD): β = 0 is forward KL,
+    β = 1 reverse KL, 0.5 the symmetric JSD."""
     @staticmethod
     def value(t, s, beta=0.5):
         if beta in (0, 1): return (ForwardKL if beta == 0 else ReverseKL).value(t, s)

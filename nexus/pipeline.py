@@ -475,7 +475,10 @@ def _train(trainer, stop, run_dir, checkpoint, done):
         return
     stop.install()
     try: trainer.train(resume_from_checkpoint=path)
-    finally: stop.uninstall()
+    finally:
+        stop.uninstall()
+        for cb in trainer.callback_handler.callbacks:  # a run that raised never reached on_train_end: close its bar
+            if isinstance(cb, ProgressMonitor): cb.close()
 
 def _finish(result, student, tokenizer, teachers, heldout):
     "A run that was not stopped: save the student, measure it again, save both measurements."
