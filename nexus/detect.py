@@ -399,11 +399,16 @@ MODEL_TYPE_MAPPINGS = {
 
 # %% ../nbs/02_detect.ipynb #3c507799
 def _hand_category(arch, model_type):
-    "Category from the hand-kept architectures and `MODEL_TYPE_MAPPINGS`, or None."
+    """Category from the hand-kept architectures and `MODEL_TYPE_MAPPINGS`, or None. A mapping entry may leave out
+    `category`: its architecture's category in transformers' tables (or the hand lists) is used instead."""
     hand = next((c.name for c in CATEGORY_RULES.values() if arch in c.architectures), None)
     if hand: return hand
     m = MODEL_TYPE_MAPPINGS.get(model_type)
-    return m["category"] if m else None
+    if not isinstance(m, dict): return None
+    if m.get("category"): return m["category"]
+    target = m.get("architecture")
+    if target in arch_index()["classes"]: return arch_index()["classes"][target][0]
+    return next((c.name for c in CATEGORY_RULES.values() if target in c.architectures), None)
 
 # %% ../nbs/02_detect.ipynb #99eb351d
 _VISION_KEYS = ("vision_config", "vision_tower", "mm_vision_tower", "image_token_id", "image_token_index", "visual")
@@ -1021,11 +1026,13 @@ def get_model_info(path) -> dict:
 
 # %% ../nbs/02_detect.ipynb #ef51919f
 def is_model_supported(path) -> dict:
-    "The support check that never raises: a problem is reported in `error` with `supported` False."
+    """The support check that never raises: a problem is reported in `error` with `supported` False (an unexpected
+    failure too, such as a broken `MODEL_TYPE_MAPPINGS` entry, named by its exception type)."""
     try: info = get_model_info(path)
-    except NexusError as e:
+    except Exception as e:
+        error = str(e) if isinstance(e, NexusError) else f"{type(e).__name__} while detecting {path}: {e}"
         return {"supported": False, "category": "unknown", "architecture": None, "model_type": None,
-                "has_custom_files": False, "requires_trust_remote_code": False, "error": str(e)}
+                "has_custom_files": False, "requires_trust_remote_code": False, "error": error}
     return {"supported": info["is_supported"], "category": info["category"], "architecture": info["architecture"],
             "model_type": info["model_type"], "has_custom_files": info["has_custom_files"],
             "requires_trust_remote_code": info["requires_trust_remote_code"], "error": info["error"]}

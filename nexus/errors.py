@@ -13,11 +13,11 @@ from dataclasses import MISSING
 __all__ = ['NexusError', 'ModelPathError', 'ConfigError', 'HeaderError', 'ScanError', 'WriteError', 'StateError',
            'StateFileError', 'StateNotFoundError', 'StateVersionError', 'StateValidationError', 'StateLockError',
            'LoadError', 'RemoteCodeError', 'UnsafeCheckpointError', 'InsufficientMemoryError',
-           'QuantizationUnavailableError', 'TokenizerNotFoundError', 'PatchError', 'MissingWeightsError',
-           'ShapeMismatchError', 'LossConfigError', 'LossInputError', 'DataError', 'DatasetNotFoundError',
-           'DataReadError', 'EmptyDatasetError', 'DataFormatError', 'ChatTemplateError', 'TrainerError',
-           'VocabularyMismatchError', 'DashboardError', 'NexusNotice', 'close_matches', 'did_you_mean', 'option_text',
-           'option_spelling']
+           'QuantizationUnavailableError', 'TokenizerNotFoundError', 'AccelerationUnavailableError', 'PatchError',
+           'MissingWeightsError', 'ShapeMismatchError', 'LossConfigError', 'LossInputError', 'DataError',
+           'DatasetNotFoundError', 'DataReadError', 'EmptyDatasetError', 'DataFormatError', 'ChatTemplateError',
+           'TrainerError', 'VocabularyMismatchError', 'TeacherCacheError', 'CacheMismatchError', 'DashboardError',
+           'NexusNotice', 'close_matches', 'did_you_mean', 'option_text', 'option_spelling']
 
 # %% ../nbs/00_errors.ipynb #380bd651
 class NexusError(Exception):
@@ -87,6 +87,10 @@ class QuantizationUnavailableError(LoadError):
 class TokenizerNotFoundError(LoadError):
     "No tokenizer or processor could be found for the model (for an SAE: no local copy of its base model)."
 
+# %% ../nbs/00_errors.ipynb #3f472de3
+class AccelerationUnavailableError(LoadError):
+    "A speed-up that was asked for (Unsloth's kernels) can't run here: not installed, or no device it runs on."
+
 # %% ../nbs/00_errors.ipynb #38ace607
 class PatchError(NexusError):
     "A checkpoint could not be matched to its model, or a custom type could not be registered."
@@ -129,6 +133,12 @@ class TrainerError(NexusError):
 
 class VocabularyMismatchError(TrainerError):
     "A teacher's vocabulary differs from the student's, so their token distributions can't be compared."
+
+class TeacherCacheError(TrainerError):
+    "A teacher cache can't be built, read or used as asked (damaged, partial, or for hidden-state terms)."
+
+class CacheMismatchError(TeacherCacheError):
+    "A teacher cache was built for another run (teacher, tokenizer, data, length or k): rebuild it or point elsewhere."
 
 class DashboardError(NexusError):
     "Something the dashboard was asked to do can't be done as set; the message says what to pick or change."

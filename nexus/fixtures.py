@@ -8,7 +8,7 @@ Docs: https://nexus-distill.github.io/nexus/fixtures.html.md"""
 __all__ = ['TINY_VOCAB_SIZE', 'CHAT_TEMPLATE', 'TINY_PROCESSORS', 'TINY_MODELS', 'REGISTRY_MODELS', 'tiny_tokenizer',
            'save_tiny_tokenizer', 'tiny_config', 'tiny_model', 'save_tiny_model', 'save_tiny_omni',
            'save_tiny_diffusers_pipeline', 'save_gemma_scope_sae', 'save_sae_lens_sae', 'save_hook_folder_saes',
-           'save_custom_code_model', 'save_registry_model']
+           'save_custom_code_model', 'save_remote_code_model', 'save_registry_model']
 
 # %% ../nbs/14_fixtures.ipynb #6e148062
 import json, os, re
@@ -311,6 +311,55 @@ def save_custom_code_model(folder, architecture="DeepseekForCausalLM", model_typ
     (folder / f"configuration_{stem}.py").write_text(code)
     (folder / f"modeling_{stem}.py").write_text(code)
     return base
+
+# %% ../nbs/14_fixtures.ipynb #2f774da4
+_TOY_CONFIG = '''from transformers import PretrainedConfig
+
+class ToyLMConfig(PretrainedConfig):
+    model_type = "toy_lm"
+    def __init__(self, vocab_size=320, hidden_size=32, **kwargs):
+        self.vocab_size, self.hidden_size = vocab_size, hidden_size
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(**kwargs)
+'''
+_TOY_MODEL = '''import torch
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput
+from .configuration_toy_lm import ToyLMConfig
+
+class ToyLMForCausalLM(PreTrainedModel):
+    config_class = ToyLMConfig
+    def __init__(self, config):
+        super().__init__(config)
+        self.embed = torch.nn.Embedding(config.vocab_size, config.hidden_size)
+        self.mix = torch.nn.Linear(config.hidden_size, config.hidden_size)
+        self.lm_head = torch.nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+    def get_input_embeddings(self): return self.embed
+    def forward(self, input_ids=None, **kwargs):
+        return CausalLMOutput(logits=self.lm_head(torch.tanh(self.mix(self.embed(input_ids)))))
+'''
+
+def save_remote_code_model(folder, vocab_size=TINY_VOCAB_SIZE, hidden_size=32, seed=0) -> Path:
+    "A working custom-code model: its own config and model classes in the folder, seeded safetensors, a tokenizer."
+    import torch
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    save_tiny_tokenizer(folder, vocab_size)
+    (folder / "configuration_toy_lm.py").write_text(_TOY_CONFIG)
+    (folder / "modeling_toy_lm.py").write_text(_TOY_MODEL)
+    cfg = {"architectures": ["ToyLMForCausalLM"], "model_type": "toy_lm", "vocab_size": vocab_size,
+           "hidden_size": hidden_size, "tie_word_embeddings": False, "dtype": "float32",
+           "auto_map": {"AutoConfig": "configuration_toy_lm.ToyLMConfig",
+                        "AutoModelForCausalLM": "modeling_toy_lm.ToyLMForCausalLM"}}
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    g = torch.Generator().manual_seed(seed)
+    weights = {"embed.weight": torch.randn(vocab_size, hidden_size, generator=g),
+               "mix.weight": torch.randn(hidden_size, hidden_size, generator=g) / hidden_size ** 0.5,
+               "mix.bias": torch.zeros(hidden_size),
+               "lm_head.weight": torch.randn(vocab_size, hidden_size, generator=g)}
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
 
 # %% ../nbs/14_fixtures.ipynb #cf5e37fc
 # The teacher registry: name -> (architecture, category) of the model that a tiny folder of that name imitates.
