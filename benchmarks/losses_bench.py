@@ -18,6 +18,21 @@ def rss_bytes():
     with open("/proc/self/statm") as f: return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def timed_backward(fn, leaves, calls, cuda):
+    "`fn()` and its backward pass `calls` times (gradients of `leaves` cleared first): times, last loss, peak bytes."
+    import torch
+    times, value = [], None
+    for _ in range(calls):
+        for x in leaves: x.grad = None
+        t0 = time.perf_counter()
+        loss = fn(); loss.backward()
+        if cuda: torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        value = float(loss.detach())
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return times, value, peak
+
+
 def run_case(case, tokens, vocab, temperature, calls, device, seed=0):
     "One case in this process: returns baseline, peak, per-call times and the loss value."
     import torch, torch.nn.functional as F
@@ -35,15 +50,7 @@ def run_case(case, tokens, vocab, temperature, calls, device, seed=0):
 
     def chunked(): return logit_loss(S, T, temperature=temperature)[0]
 
-    fn, times, value = {"naive": naive, "chunked": chunked}[case], [], None
-    for _ in range(calls):
-        S.grad = None
-        t0 = time.perf_counter()
-        loss = fn(); loss.backward()
-        if cuda: torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-        value = float(loss.detach())
-    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    times, value, peak = timed_backward({"naive": naive, "chunked": chunked}[case], [S], calls, cuda)
     return {"case": case, "tokens": tokens, "vocab": vocab, "device": device, "inputs_bytes": base, "peak_bytes": peak,
             "added_bytes": peak - base, "times_s": times, "loss": value, "threads": torch.get_num_threads()}
 
