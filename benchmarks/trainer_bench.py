@@ -90,11 +90,12 @@ def rows(tok, a, n_rows, source="coder", expert=None, seed=0):
         n *= 2
 
 def train_args(a, out, steps, **kw):
-    "The TrainingArguments/GKDConfig fields both sides share: fp32, no gradient checkpointing (GKDConfig's defaults turn both on)."
+    "The TrainingArguments/GKDConfig fields both sides share: fp32 unless --bf16, no gradient checkpointing (GKDConfig's defaults turn both on)."
     return dict(output_dir=out, per_device_train_batch_size=a.batch, gradient_accumulation_steps=1, max_steps=steps,
                 learning_rate=1e-5, weight_decay=0.0, warmup_steps=0, lr_scheduler_type="linear", seed=0, data_seed=0,
                 logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, remove_unused_columns=False,
-                dataloader_num_workers=0, use_cpu=a.device == "cpu", bf16=False, fp16=False, gradient_checkpointing=False, **kw)
+                dataloader_num_workers=0, use_cpu=a.device == "cpu", bf16=getattr(a, "bf16", False), fp16=False,
+                gradient_checkpointing=False, **kw)
 
 def distill_loss(student, teachers, **cfg):
     from nexus.losses import DistillationLoss, DistillConfig
@@ -287,8 +288,9 @@ def offload_case(a, offload):
     timer = StepTimer(a.device)
     args = TrainingArguments(**train_args(a, tempfile.mkdtemp(prefix="nexus-trainer-bench-offload-"), n_steps))
     rss0 = rss_bytes()
-    if a.device.startswith("cuda"): torch.cuda.reset_peak_memory_stats()
     pool = TeacherPool(teachers, args.device, offload=offload)
+    # after the pool has placed the teachers (with offload: on the host), so the peak is training's, not loading's
+    if a.device.startswith("cuda"): torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); cuda_base = torch.cuda.memory_allocated()
     trainer = DistillationTrainer(student=student, teachers=pool, distill_loss=distill_loss(student, teachers, hidden_weight=0.0),
                                   router=TeacherRouter("dataset", list(teachers)), args=args, train_dataset=items,
                                   data_collator=collator, callbacks=[timer])
@@ -297,7 +299,7 @@ def offload_case(a, offload):
     out = {"offload": offload, "teacher_bytes": {n: pool.nbytes(n) for n in pool.names}, "pool_peak_resident_bytes": pool.peak_resident_bytes,
            "rss_after_load": rss0, "rss_before_train": base, "maxrss": maxrss(), "train_peak_rss": vm_hwm() if hwm else None,
            "step_s": timer.times, "losses": timer.losses}
-    if a.device.startswith("cuda"): out["cuda_peak"] = torch.cuda.max_memory_allocated()
+    if a.device.startswith("cuda"): out.update(cuda_peak=torch.cuda.max_memory_allocated(), cuda_base=cuda_base)
     return out
 
 
@@ -305,7 +307,8 @@ def offload_case(a, offload):
 def subprocess_case(a, *what):
     cmd = [sys.executable, os.path.abspath(__file__), "--one", *what, "--steps", str(a.steps), "--warmup", str(a.warmup),
            "--seq-len", str(a.seq_len), "--batch", str(a.batch), "--workdir", a.workdir, "--device", a.device,
-           "--student-layers", str(a.student_layers), "--offload-steps", str(a.offload_steps), "--threads", str(a.threads)]
+           "--student-layers", str(a.student_layers), "--offload-steps", str(a.offload_steps), "--threads", str(a.threads),
+           *(["--bf16"] if a.bf16 else [])]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode: raise SystemExit(f"{' '.join(what)} failed:\n{r.stderr[-4000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -380,6 +383,7 @@ def main():
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads in every process (0: torch's default, one per core); "
                    "1 by default: on a shared machine a 2-thread OpenMP region stalls whenever one of its threads is preempted")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision on both sides (TrainingArguments/GKDConfig bf16=True)")
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "nexus-trainer-bench"))
     p.add_argument("--output", help="write the JSON results here")
     p.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
