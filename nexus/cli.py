@@ -6,8 +6,9 @@ Docs: https://nexus-distill.github.io/nexus/cli.html.md"""
 
 # %% auto #0
 __all__ = ['PRECISION_SWITCHES', 'NexusHelpFormatter', 'NexusArgumentParser', 'build_parser', 'cmd_info', 'cmd_scan', 'cmd_load',
-           'cmd_layers', 'notices_on_stderr', 'cmd_distill', 'add_state_flags', 'flags_from_args', 'add_state_parser',
-           'cmd_state_show', 'cmd_state_set', 'cmd_state_reset', 'cmd_state_keys', 'flag_spelling', 'main']
+           'max_memory_arg', 'cmd_layers', 'notices_on_stderr', 'cmd_distill', 'cmd_cache', 'add_state_flags',
+           'flags_from_args', 'add_state_parser', 'cmd_state_show', 'cmd_state_set', 'cmd_state_reset',
+           'cmd_state_keys', 'flag_spelling', 'main']
 
 # %% ../nbs/12_cli.ipynb #9ec59b9d
 import argparse, contextlib, json, os, shlex, sys, time, warnings
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_commands(sub)
     _add_layers_command(sub)
     _add_distill_command(sub)
+    _add_cache_command(sub)
     add_state_parser(sub)  # nexus state show|set|reset|keys
     return p
 
@@ -121,12 +123,29 @@ def cmd_load(args) -> int:
     "Load one model (torch is imported only now), run a tiny forward pass, and print how the load went."
     from nexus.loader import OmniModelLoader, smoke_forward
     loader = OmniModelLoader(args.path)
+    sae = {f"sae_{k}": getattr(args, f"sae_{k}") for k in ("layer", "width", "l0", "hook")}
     model, _ = loader.load(mode=args.mode, torch_dtype=args.dtype, device_map=args.device,
                            memory_limit=args.memory_limit, trust_remote_code=args.trust_remote_code,
-                           with_tokenizer=not args.no_tokenizer, require_tokenizer=not args.no_tokenizer)
+                           with_tokenizer=not args.no_tokenizer, require_tokenizer=not args.no_tokenizer,
+                           max_memory=args.max_memory, offload_folder=args.offload_folder,
+                           use_unsloth=args.use_unsloth, **sae)
     print(loader.last_load.summary())
     print(f"forward     {smoke_forward(model, loader.info)}")
     return 0
+
+# %% ../nbs/12_cli.ipynb #33070c9d
+def max_memory_arg(text: str) -> dict:
+    "`--max_memory` as accelerate takes it: `0=20GiB,cpu=64GiB` -> {0: '20GiB', 'cpu': '64GiB'} (GPU numbers as ints)."
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, size = part.partition("=")
+        key, size = key.strip(), size.strip()
+        if not sep or not size or not (key.isdigit() or key in ("cpu", "mps", "xpu")):
+            raise argparse.ArgumentTypeError(f"{part!r} is not DEVICE=SIZE: DEVICE is a GPU number, cpu, mps or xpu "
+                                             "and SIZE like 20GiB (for example 0=20GiB,cpu=64GiB)")
+        out[int(key) if key.isdigit() else key] = size
+    if not out: raise argparse.ArgumentTypeError("give at least one DEVICE=SIZE (for example 0=20GiB,cpu=64GiB)")
+    return out
 
 # %% ../nbs/12_cli.ipynb #6464b2a3
 def _add_model_commands(sub):
@@ -150,6 +169,15 @@ def _add_model_commands(sub):
     ld.add_argument("--trust_remote_code", action="store_true",
                     help="run code the model folder ships (read it first)")
     ld.add_argument("--no_tokenizer", action="store_true", help="load the model only")
+    ld.add_argument("--max_memory", type=max_memory_arg, metavar="DEVICE=SIZE,...",
+                    help="what each device may hold, e.g. 0=20GiB,cpu=64GiB; the rest goes to --offload_folder")
+    ld.add_argument("--offload_folder", help="folder for the weights that fit on no device (read from it on use)")
+    ld.add_argument("--use_unsloth", action="store_true",
+                    help="load through Unsloth's kernels (CUDA, unsloth installed)")
+    for k, kind, what in (("layer", int, "its layer"), ("width", str, "its width, e.g. 16k"), ("l0", int, "its L0"),
+                          ("hook", str, "its hook, e.g. resid_post")):
+        ld.add_argument(f"--sae_{k}", type=kind,
+                        help=f"of a folder holding several sparse autoencoders, the one with {what}")
     ld.set_defaults(run=cmd_load, keyword_dests={"torch_dtype": "dtype", "dtype": "dtype", "device_map": "device"})
 
 # %% ../nbs/12_cli.ipynb #915306eb
@@ -256,6 +284,35 @@ def _add_distill_command(sub):
                     help="continue a run exactly where it stopped; flags given override its saved state")
     add_state_flags(dp)
     dp.set_defaults(run=cmd_distill, keyword_dests=_state_keywords())
+
+# %% ../nbs/12_cli.ipynb #e694e656
+def cmd_cache(args) -> int:
+    "Build (or resume) the teacher caches of a run's data, and say where they are and how large."
+    flags = flags_from_args(args)
+    flags.setdefault("teachers", DEFAULT_TEACHERS)
+    with phase("loading torch and transformers"):
+        from nexus.pipeline import cache_teachers  # torch comes in here
+    import transformers
+    transformers.utils.logging.disable_progress_bar(); transformers.logging.set_verbosity_error()
+    with notices_on_stderr(): pool = cache_teachers(flags, args.output, overwrite=args.overwrite)
+    if int(os.environ.get("RANK", 0)) == 0:
+        for name, c in pool.caches.items():
+            d = c.identity["data"]
+            print(f"{name:<11} {c.folder}: {len(c.where)} samples, {d['tokens']:,} tokens, k={c.k} "
+                  f"({c.identity['logprobs']}), {c.nbytes() / 2 ** 20:,.1f} MiB, {c.bytes_per_token():.1f} bytes/token")
+        print(f"train from it: nexus distill --teacher_cache {args.output} (with the same flags)", flush=True)
+    return 0
+
+# %% ../nbs/12_cli.ipynb #c46f5a4c
+def _add_cache_command(sub):
+    "`nexus cache`: where the caches go, and every flag of a run (they decide the data the teachers run on)."
+    cp = sub.add_parser("cache", help="run the teachers once over a run's data and store their top-k outputs, for "
+                        "`nexus distill --teacher_cache DIR` (resumable; runs under torchrun)")
+    cp.add_argument("--output", "--output_dir", required=True, metavar="DIR",
+                    help="the cache folder (one subfolder per teacher)")
+    cp.add_argument("--overwrite", action="store_true", help="replace a cache there that was built for other input")
+    add_state_flags(cp, exclude=("teacher_cache",))
+    cp.set_defaults(run=cmd_cache, keyword_dests=_state_keywords())
 
 # %% ../nbs/12_cli.ipynb #33834221
 _FLAG_DEST = "state_flag:"  # the argparse destinations of state flags: `flags_from_args` finds them by this prefix
@@ -481,3 +538,6 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `nexus scan / | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+# %% ../nbs/12_cli.ipynb #72b60574
+if __name__ == "__main__": sys.exit(main())  # `python -m nexus.cli ...`, as a launcher runs it: torchrun -m nexus.cli

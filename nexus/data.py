@@ -792,12 +792,13 @@ def pack_examples(items, max_seq_length, eos_token_id=None, drop_remainder=False
 
 # %% ../nbs/09_data.ipynb #61c31945
 class DistillDataset:
-    "Tokenised or packed items in a fixed order (shuffled by `seed` when given): a map-style dataset for torch."
+    """Tokenised or packed items in a fixed order (shuffled by `seed` when given): a map-style dataset for torch.
+    An item comes with its `sample_index`, which lines a teacher cache's rows up with a batch."""
     def __init__(self, items, seed=None):
         self.items = list(items)
         if seed is not None: random.Random(f"{seed}/dataset").shuffle(self.items)
     def __len__(self): return len(self.items)
-    def __getitem__(self, i): return self.items[i]
+    def __getitem__(self, i): return {**self.items[i], "sample_index": i}  # its place: a teacher cache's row
     def __repr__(self):
         counts = dict(sorted(self.expert_counts().items(), key=lambda kv: _sort_key(kv[0])))
         return f"DistillDataset({len(self)} items, experts {counts})"
@@ -840,7 +841,8 @@ def _padded(rows, pad_token_id, pad_to_multiple_of=None) -> dict:
 
 # %% ../nbs/09_data.ipynb #f7213627
 class DistillCollator:
-    "A batch of items padded to the longest, and, given `experts`, each sample's `teacher_index` (-1: none)."
+    """A batch of items padded to the longest, each row's `sample_index` when the items carry one, and, given
+    `experts`, each sample's `teacher_index` (-1: none)."""
     def __init__(self, tokenizer=None, experts=None, pad_token_id=None, pad_to_multiple_of=None):
         if pad_token_id is None and tokenizer is not None:
             pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -865,8 +867,10 @@ class DistillCollator:
     def __call__(self, features) -> dict:
         if not features: raise DataError("can't collate an empty batch.")
         batch = _padded(_rows(features), self.pad_token_id, self.pad_to_multiple_of)
+        import torch
+        if all("sample_index" in f for f in features):  # rows of a `DistillDataset`: where a teacher cache finds them
+            batch["sample_index"] = torch.tensor([int(f["sample_index"]) for f in features], dtype=torch.long)
         if self.experts is not None:
-            import torch
             batch["teacher_index"] = torch.tensor([self.teacher_index(f.get("expert")) for f in features],
                                                   dtype=torch.long)
         return batch

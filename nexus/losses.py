@@ -6,7 +6,7 @@ Docs: https://nexus-distill.github.io/nexus/losses.html.md"""
 
 # %% auto #0
 __all__ = ['DistillConfig', 'token_mask', 'token_counts', 'shared_vocab', 'token_divergence', 'SparseLogprobs', 'sparse_to_dense',
-           'logit_loss', 'uniform_layer_map', 'resolve_layer_map', 'decoder_layers', 'TeacherStats',
+           'LogitHead', 'logit_loss', 'uniform_layer_map', 'resolve_layer_map', 'decoder_layers', 'TeacherStats',
            'teacher_statistics', 'block_influence', 'DistillationOutput', 'DistillationLoss']
 
 # %% ../nbs/08_losses.ipynb #baf15e6e
@@ -168,20 +168,25 @@ def _route(teacher_weights, K, B, device):
 # %% ../nbs/08_losses.ipynb #d4ef3454
 class SparseLogprobs(NamedTuple):
     """A teacher's next-token distribution kept sparse: per position its top-`k` token `ids` (B, L, k), their
-    `logprobs` at temperature 1 (B, L, k), the log of the mass outside them `tail` (B, L), and the teacher's `vocab`."""
+    `logprobs` at temperature 1 (B, L, k), the log of the mass outside them `tail` (B, L), and the teacher's `vocab`.
+    With `samples` > 0 the last `samples` of the k entries are tokens drawn from the teacher's tail, each standing for
+    its share of the tail mass (`logprobs`), and `tail` is -inf: nothing is left to spread."""
     ids: torch.Tensor
     logprobs: torch.Tensor
     tail: torch.Tensor
     vocab: int
+    samples: int = 0
 
     @property
     def shape(self): return torch.Size((*self.ids.shape[:-1], self.vocab))  # the dense logits' shape
     @property
     def requires_grad(self): return False  # a stored distribution: nothing flows back into it
     def dim(self): return self.ids.dim()
-    def to(self, device): return SparseLogprobs(*(t.to(device) for t in self[:3]), self.vocab)
-    def flat(self): return SparseLogprobs(self.ids.reshape(-1, self.ids.shape[-1]),
-                                          self.logprobs.reshape(-1, self.ids.shape[-1]), self.tail.reshape(-1), self.vocab)
+    def to(self, device): return SparseLogprobs(*(t.to(device) for t in self[:3]), self.vocab, self.samples)
+    def flat(self):
+        k = self.ids.shape[-1]
+        return SparseLogprobs(self.ids.reshape(-1, k), self.logprobs.reshape(-1, k), self.tail.reshape(-1), self.vocab,
+                              self.samples)
 
 # %% ../nbs/08_losses.ipynb #6a83e452
 @patch(cls_method=True)
@@ -194,19 +199,62 @@ def from_logits(cls: SparseLogprobs, logits, k: int) -> SparseLogprobs:
     tail = lp.scatter(-1, ids, -math.inf).logsumexp(-1)  # (...,)
     return cls(ids, top, tail, logits.shape[-1])
 
+# %% ../nbs/08_losses.ipynb #6e53b8a8
+@patch
+def top(self: SparseLogprobs) -> SparseLogprobs:
+    "The top-k part alone: the sampled tail entries dropped, their mass back in `tail` (as it was before sampling)."
+    if not self.samples: return self
+    k = self.ids.shape[-1] - self.samples
+    tail = torch.logaddexp(self.tail.float(), self.logprobs[..., k:].float().logsumexp(-1))
+    return SparseLogprobs(self.ids[..., :k], self.logprobs[..., :k], tail, self.vocab)
+
 # %% ../nbs/08_losses.ipynb #fe6aae86
+def _sum_repeats(idx, lp):
+    "`lp` (N, k) with each entry whose id repeats in its row holding the log of their summed mass; lone ones as given."
+    srt, order = idx.sort(-1)  # (N, k)
+    first = torch.ones_like(srt, dtype=torch.bool)
+    first[:, 1:] = srt[:, 1:] != srt[:, :-1]  # where each run of one id starts
+    if first.all(): return lp  # no repeats (a top k alone)
+    run = first.cumsum(-1) - 1  # (N, k): each sorted entry's run
+    ls = lp.gather(1, order)
+    m = ls.max(-1, keepdim=True).values
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    tot = torch.zeros_like(ls).scatter_add_(1, run, (ls - m).exp()).log_() + m  # (N, k): each run's log mass
+    many = torch.zeros_like(ls).scatter_add_(1, run, torch.ones_like(ls)).gather(1, run) > 1
+    return torch.empty_like(lp).scatter_(1, order, torch.where(many, tot.gather(1, run), ls))
+
 def sparse_to_dense(ids, logprobs, tail, student, V):
-    "Dense teacher log-probabilities (N, V) from sparse rows (N, k), (N, k), (N,): the tail shaped like `student` (N, V)."
+    """Dense teacher log-probabilities (N, V) from sparse rows (N, k), (N, k), (N,), the tail shaped like `student`.
+    Entries of a row with the same id add up (tokens sampled from the tail more than once)."""
     lp, tail = logprobs.float(), tail.float()
     norm = torch.logaddexp(lp.logsumexp(-1), tail)  # (N,); 0 unless quantised
     lp, tail = lp - norm[:, None], tail - norm
     idx = torch.where(ids < V, ids, V).long()  # (N, k); ids outside the shared vocabulary go to a column dropped below
+    lp = _sum_repeats(idx, lp)
     t = torch.cat([student.detach().float(), student.new_full((len(student), 1), -math.inf, dtype=torch.float32)], 1)
     t.scatter_(1, idx, -math.inf)  # (N, V + 1): the student's logits outside the top k
     rest = t.logsumexp(-1)  # (N,) where the student puts its tail mass (log, unnormalised)
     t.add_(torch.where(torch.isfinite(rest), tail - rest, torch.zeros_like(rest))[:, None])
     t.scatter_(1, idx, lp)
     return t[:, :V]
+
+# %% ../nbs/08_losses.ipynb #e67b6b42
+class LogitHead(NamedTuple):
+    """A model's logits as their two factors: its final hidden states `hidden` (B, L, H) and its output head's `weight`
+    (V, H), multiplied a chunk of tokens at a time; `hidden_states`, all its hidden states when a term needs them."""
+    hidden: torch.Tensor
+    weight: torch.Tensor
+    hidden_states: tuple | None = None
+
+    @property
+    def shape(self): return torch.Size((*self.hidden.shape[:-1], self.weight.shape[0]))  # the logits' shape
+    @property
+    def device(self): return self.hidden.device
+    @property
+    def requires_grad(self): return self.hidden.requires_grad or self.weight.requires_grad
+    def dim(self): return self.hidden.dim()
+    def logits(self): return F.linear(self.hidden, self.weight)  # (B, L, V): all of them at once, the plain way
+    def flat(self): return LogitHead(self.hidden.reshape(-1, self.hidden.shape[-1]), self.weight.float())
 
 # %% ../nbs/08_losses.ipynb #9c074907
 def _scaled(x, tau, fresh=False):
@@ -215,14 +263,15 @@ def _scaled(x, tau, fresh=False):
     return y.div_(tau) if tau != 1 else y
 
 def _flat(x):
-    "One teacher's rows: (B·L, V) logits, or sparse rows (B·L, k)."
-    return x.flat() if isinstance(x, SparseLogprobs) else x.reshape(-1, x.shape[-1])
+    "One teacher's rows: (B·L, V) logits, sparse rows (B·L, k), or hidden states (B·L, H) and an fp32 head."
+    return x.flat() if isinstance(x, (SparseLogprobs, LogitHead)) else x.reshape(-1, x.shape[-1])
 
 class _Teachers:
     "Where each token's teacher distribution comes from: one tensor, one teacher per sample, or a per-sample mixture."
-    def __init__(self, logits, mode, route, B, L):
+    def __init__(self, logits, mode, route, B, L, sampled=True):
         self.mode, self.L = mode, L
-        self.flat = [_flat(x) for x in logits]  # K × (B_k·L, V_k), or sparse rows
+        if not sampled: logits = [x.top() if isinstance(x, SparseLogprobs) else x for x in logits]
+        self.flat = [_flat(x) for x in logits]  # K × (B_k·L, V_k), sparse rows, or hidden rows and a head
         if mode == "choice":  # each row's teacher, and its row in that teacher's tensor (full batch or its samples)
             pos = torch.arange(B, device=route.device)  # (B,)
             for k, x in enumerate(logits):
@@ -233,11 +282,12 @@ class _Teachers:
         if mode == "mixture": self.logw = route.log()  # (B, K); log 0 = −inf drops a teacher from a sample's mixture
 
     def _rows(self, k, rows, span, V, student=None):
-        "Teacher `k`'s tempered-to-be logits (N, V) of its rows `rows` (a slice when `span`), and whether they're fresh."
+        "Teacher `k`'s tempered-to-be logits (N, V) of its rows `rows` (a slice when `span`), and whether they're fresh"
         src = self.flat[k]
         pick = (lambda a: a[span[0]:span[1]]) if span is not None else (lambda a: a.index_select(0, rows))
         if isinstance(src, SparseLogprobs):
             return sparse_to_dense(pick(src.ids), pick(src.logprobs), pick(src.tail), student, V), True
+        if isinstance(src, LogitHead): return F.linear(pick(src.hidden).float(), src.weight[:V]), True  # (N, V)
         return pick(src[:, :V]), False  # (N, V)
 
     def _logprobs_of(self, k, rows, span, V, tau, student):
@@ -317,23 +367,24 @@ def _run_chunks(S, teachers, rows, targets, V, kind, beta, tau, a, c, chunk, gra
 
 # %% ../nbs/08_losses.ipynb #ccc0e169
 class _ChunkedLogits(torch.autograd.Function):
-    "The logit term walked in chunks: forward computes each chunk's value and gradient, backward scales the stored one."
+    "A loss walked in chunks: forward computes its value and its inputs' gradients, backward scales the stored ones."
     @staticmethod
-    def forward(ctx, student_logits, job):
-        total, div, ce, grad = job(student_logits)
-        ctx.grad = grad  # (B, L, V), like the student's logits; None when no gradient is needed
+    def forward(ctx, job, *inputs):
+        total, div, ce, *grads = job(*inputs)
+        ctx.grads = grads  # one per input, shaped like it; None where no gradient is needed
         ctx.mark_non_differentiable(div, ce)
         return total, div, ce
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g, _div, _ce):
-        grad, ctx.grad = ctx.grad, None
-        if grad is None:
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
             raise RuntimeError("the chunked logit loss keeps one gradient and it was used already: backward through "
                                "it twice (retain_graph=True) is not supported; recompute the loss, or set chunk_size=0 "
                                "for plain autograd.")
-        return (grad if g.device.type == "cpu" and float(g) == 1.0 else grad.mul_(g)), None
+        one = g.device.type == "cpu" and float(g) == 1.0
+        return (None, *(x if x is None or one else x.mul_(g) for x in grads))
 
 # %% ../nbs/08_losses.ipynb #a7f69927
 def _chunk_rows(chunk_size, V, device):
@@ -387,8 +438,8 @@ def _autograd_logit_term(x, t, tgt, cfg, div_scale, ce_scale):
     return _weighted(a, div, c, ce), div.detach(), ce.detach()
 
 # %% ../nbs/08_losses.ipynb #529ac8ed
-def _logit_term(cfg, S, Ts, names, route_mode, route, mask, targets, num_tokens):
-    "`(total, divergence, ce)` of the logit term; total carries the gradient, the two components are detached."
+def _logit_setup(cfg, S, Ts, names, route_mode, route, mask, targets, num_tokens):
+    "`(V, rows, targets, div_scale, ce_scale, teachers)`: the shared vocabulary, counted rows and what weighs them."
     _check_logits(S, Ts, names, route_mode, route)
     V = min(shared_vocab(S.shape[-1], T.shape[-1], cfg.vocab_size, cfg.vocab_padding) for T in Ts)
     rows = mask.reshape(-1).nonzero().squeeze(1)  # (N,): flat indices of the counted positions
@@ -396,11 +447,17 @@ def _logit_term(cfg, S, Ts, names, route_mode, route, mask, targets, num_tokens)
     if tgt is not None and len(tgt) and int(tgt.max()) >= V:
         raise LossInputError(f"a label is {int(tgt.max())} but the shared vocabulary has {V} entries: labels must be "
                              "token ids of the student's tokenizer (or -100).")
-    n = _count(num_tokens, "logits", mask)
-    tau, kind = float(cfg.temperature), cfg.divergence
+    n, tau = _count(num_tokens, "logits", mask), float(cfg.temperature)
     div_scale, ce_scale = ((tau * tau) if cfg.t2_scaling else 1.0) / max(n, 1e-30), 1.0 / max(n, 1e-30)
-    a, c = float(cfg.logits_weight), float(cfg.ce_weight)
-    teachers = _Teachers(Ts, route_mode, route, S.shape[0], S.shape[1])
+    return V, rows, tgt, div_scale, ce_scale, _Teachers(Ts, route_mode, route, S.shape[0], S.shape[1],
+                                                                 cfg.divergence == "forward_kl")
+
+def _logit_term(cfg, S, Ts, names, route_mode, route, mask, targets, num_tokens):
+    "`(total, divergence, ce)` of the logit term; total carries the gradient, the two components are detached."
+    if isinstance(S, LogitHead): S = S.logits()  # a student as hidden states and head: all its logits, then as usual
+    V, rows, tgt, div_scale, ce_scale, teachers = _logit_setup(cfg, S, Ts, names, route_mode, route, mask, targets,
+                                                               num_tokens)
+    tau, kind, a, c = float(cfg.temperature), cfg.divergence, float(cfg.logits_weight), float(cfg.ce_weight)
     if cfg.chunk_size == 0 or (torch.is_grad_enabled() and any(T.requires_grad for T in Ts)):
         x = S.reshape(-1, S.shape[-1])[:, :V].index_select(0, rows)  # (N, V)
         return _autograd_logit_term(x, teachers.logprobs(rows, None, V, tau, x), tgt, cfg, div_scale, ce_scale)
@@ -412,21 +469,21 @@ def _logit_term(cfg, S, Ts, names, route_mode, route, mask, targets, num_tokens)
                             grad)
         div, ce = d * div_scale, ce * ce_scale
         return _weighted(a, div, c, ce), div, ce, grad
-    return _ChunkedLogits.apply(S, job)
+    return _ChunkedLogits.apply(job, S)
 
 # %% ../nbs/08_losses.ipynb #8a1e553d
 def _is_output(x):
-    "Whether `x` is one teacher's output: a model output (anything with `.logits`), a tensor of logits, or sparse."
-    return isinstance(x, (torch.Tensor, SparseLogprobs)) or hasattr(x, "logits")
+    "Whether `x` is one teacher's output: a model output (anything with `.logits`), logits, sparse, or a `LogitHead`."
+    return isinstance(x, (torch.Tensor, SparseLogprobs, LogitHead)) or hasattr(x, "logits")
 
 def _is_states(x):
     "Whether `x` is one teacher's hidden states: a non-empty list or tuple of tensors."
-    if isinstance(x, SparseLogprobs): return False
+    if isinstance(x, (SparseLogprobs, LogitHead)): return False
     return isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], torch.Tensor)
 
 def _logits_of(x):
-    "The logits of a model output (anything with `.logits`), or a tensor or sparse distribution as it is."
-    return x if isinstance(x, (torch.Tensor, SparseLogprobs)) else x.logits
+    "The logits of a model output (anything with `.logits`), or a tensor, sparse distribution or `LogitHead` as it is."
+    return x if isinstance(x, (torch.Tensor, SparseLogprobs, LogitHead)) else x.logits
 
 def _by_name(x, names, single, what):
     "Per-teacher items as `(items, names)` from a dict by teacher name, a list in teacher order, or one teacher's item."
@@ -440,12 +497,13 @@ def _by_name(x, names, single, what):
     return items, (names or (["teacher"] if len(items) == 1 else [f"teacher{i}" for i in range(len(items))]))
 
 # %% ../nbs/08_losses.ipynb #7be09350
-def logit_loss(student_logits, teacher_logits, labels=None, attention_mask=None, *, teacher_weights=None,
-               num_tokens=None, config: DistillConfig | None = None, **settings):
-    "The logit term alone: `(total, {'logits': div, 'ce': ce})`, total = logits_weight·div + ce_weight·ce."
-    cfg = config or DistillConfig(**settings)
-    if config is not None and settings: cfg = DistillConfig(**{**asdict(config), **settings})
-    S = _logits_of(student_logits)  # (B, L, V)
+def _config(config, settings) -> DistillConfig:
+    "The config a function runs with: `config` with `settings` over it, or one built from `settings`."
+    if config is None: return DistillConfig(**settings)
+    return DistillConfig(**{**asdict(config), **settings}) if settings else config
+
+def _logit_loss(S, teacher_logits, labels, attention_mask, teacher_weights, num_tokens, cfg, term):
+    "`logit_loss` for a student's logits (or `LogitHead`) `S`, its logit term computed by `term`."
     Ts, names = _by_name(teacher_logits, None, _is_output, "teacher logits")
     Ts = [_logits_of(T) for T in Ts]  # K × (B or its routed samples, L, V_k)
     if S.dim() != 3: raise LossInputError(f"student logits have shape {tuple(S.shape)}; expected (batch, seq, vocab).")
@@ -453,8 +511,14 @@ def logit_loss(student_logits, teacher_logits, labels=None, attention_mask=None,
     mask, targets = token_mask(labels, attention_mask, tuple(S.shape[:2]), cfg.shift_labels)
     with _fp32(S.device):
         targets = None if targets is None else targets.to(S.device)
-        total, div, ce = _logit_term(cfg, S, Ts, names, mode, route, mask.to(S.device), targets, num_tokens)
+        total, div, ce = term(cfg, S, Ts, names, mode, route, mask.to(S.device), targets, num_tokens)
     return total, ({"logits": div, "ce": ce} if labels is not None else {"logits": div})
+
+def logit_loss(student_logits, teacher_logits, labels=None, attention_mask=None, *, teacher_weights=None,
+               num_tokens=None, config: DistillConfig | None = None, **settings):
+    "The logit term alone: `(total, {'logits': div, 'ce': ce})`, total = logits_weight·div + ce_weight·ce."
+    return _logit_loss(_logits_of(student_logits), teacher_logits, labels, attention_mask, teacher_weights, num_tokens,
+                       _config(config, settings), _logit_term)
 
 # %% ../nbs/08_losses.ipynb #e79efeec
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -869,8 +933,8 @@ def _hidden_inputs(cfg, student, outs, names, student_hidden_states, teacher_hid
         sparse = [n for n, o in zip(names, outs) if isinstance(o, SparseLogprobs)]
         if sparse:
             raise LossInputError(f"teacher(s) {sparse} come as sparse distributions (a teacher cache), which hold no "
-                                 "hidden states: hidden_weight and anchoring need the teacher itself. Set hidden_weight=0 "
-                                 "and anchor_weight=0, or distil from the teacher model.")
+                                 "hidden states: hidden_weight and anchoring need the teacher itself. Set "
+                                 "hidden_weight=0 and anchor_weight=0, or distil from the teacher model.")
         thss = [getattr(o, "hidden_states", None) for o in outs]
     if len(thss) != n_teachers:
         raise LossInputError(f"{len(thss)} teachers' hidden states for {n_teachers} teachers' logits.")
@@ -879,8 +943,9 @@ def _hidden_inputs(cfg, student, outs, names, student_hidden_states, teacher_hid
 # %% ../nbs/08_losses.ipynb #fca41d0e
 @patch
 def forward(self: DistillationLoss, student, teacher, labels=None, attention_mask=None, *, student_hidden_states=None,
-            teacher_hidden_states=None, teacher_weights=None, num_tokens=None) -> DistillationOutput:
-    "Loss of a batch from the student's and teachers' outputs (model outputs, or logits and hidden states apart)."
+            teacher_hidden_states=None, teacher_weights=None, num_tokens=None, logit_term=None) -> DistillationOutput:
+    """Loss of a batch from the student's and teachers' outputs (model outputs, or logits and hidden states apart);
+    `logit_term` computes the logit term instead of the chunked kernel (`nexus.fused.fused_logit_term`)."""
     S = _logits_of(student)  # (B, L, V)
     with _fp32(S.device):  # fp32 math, even inside a mixed-precision (autocast) training step
         cfg = self.config
@@ -894,7 +959,8 @@ def forward(self: DistillationLoss, student, teacher, labels=None, attention_mas
         total, comps = torch.zeros((), device=S.device), {}
         if cfg.logits_weight or cfg.ce_weight:
             targets = None if targets is None else targets.to(S.device)
-            t, comps["logits"], ce = _logit_term(cfg, S, Ts, names, mode, route, mask, targets, num_tokens)
+            term = logit_term or _logit_term
+            t, comps["logits"], ce = term(cfg, S, Ts, names, mode, route, mask, targets, num_tokens)
             if labels is not None: comps["ce"] = ce
             total = total + t
         anchoring = cfg.anchor_layers is not None and cfg.anchor_weight > 0
@@ -920,7 +986,8 @@ def sample_logit_loss(self: DistillationLoss, student_logits, teacher_logits, la
     mask, _ = token_mask(labels, attention_mask, tuple(S.shape[:2]), cfg.shift_labels)
     V = shared_vocab(S.shape[-1], T.shape[-1], cfg.vocab_size, cfg.vocab_padding)
     rows = mask.to(S.device).reshape(-1).nonzero().squeeze(1)  # (N,)
-    teachers, chunk = _Teachers([T], "single", None, *S.shape[:2]), _chunk_rows(cfg.chunk_size, V, S.device)
+    teachers = _Teachers([T], "single", None, *S.shape[:2], cfg.divergence == "forward_kl")
+    chunk = _chunk_rows(cfg.chunk_size, V, S.device)
     d, _ = _run_chunks(S, teachers, rows, None, V, cfg.divergence, cfg.jsd_beta, float(cfg.temperature), 0.0, 0.0,
                        chunk, per_row=True)  # (N,)
     scale = cfg.temperature ** 2 if cfg.t2_scaling else 1.0

@@ -7,26 +7,28 @@ Docs: https://nexus-distill.github.io/nexus/pipeline.html.md"""
 # %% auto #0
 __all__ = ['SMOOTH_FROM', 'heldout_metrics', 'training_precision', 'loss_config_from_state', 'load_teachers', 'DistillResult',
            'builtin_datasets', 'heldout_count', 'heldout_batches', 'build_training_data', 'calibration_batches',
-           'check_saved_paths', 'complete_checkpoints', 'resume_point', 'training_done', 'run_distillation',
-           'describe_student', 'teacher_gap', 'read_losses', 'plot_losses', 'builtin_calibration', 'LayerReport',
-           'save_layer_plot', 'measure_layers']
+           'check_saved_paths', 'teacher_cache_dir', 'cache_samples', 'build_teacher_caches', 'cache_teachers',
+           'complete_checkpoints', 'resume_point', 'training_done', 'run_distillation', 'describe_student',
+           'teacher_gap', 'read_losses', 'plot_losses', 'builtin_calibration', 'LayerReport', 'save_layer_plot',
+           'measure_layers']
 
 # %% ../nbs/11_pipeline.ipynb #1b19bbe6
-import contextlib, io, json, math, os, re, shutil, signal, tempfile, threading, time, warnings
+import contextlib, gc, io, json, math, os, re, shutil, signal, tempfile, threading, time, warnings
 from dataclasses import dataclass, field, asdict
 from types import SimpleNamespace
 import torch
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
-from .errors import NexusNotice, TrainerError
+from .errors import NexusNotice, TrainerError, TeacherCacheError
 from .progress import phase, track
 from .formats import atomic_write, open_regular
 from .settings import StudentConfig, name_for_path, check_report_to, SettingProblem, option_text
 from .state import open_run, load_state, resolve_state, state_path, apply_flags, missing_top, format_diff
-from .loader import OmniModelLoader, teacher_source, converted_gguf_path
+from .loader import OmniModelLoader, teacher_source, converted_gguf_path, check_unsloth
 from .losses import DistillationLoss, DistillConfig, TeacherStats, teacher_statistics, token_divergence
 from . import data as D
 from .data import BUILTIN_SOURCES, builtin_examples
+from .cache import CachedTeachers, build_cache
 from .trainer import (CHECKPOINT_COMPLETE, DistillationTrainer, TeacherPool, TeacherRouter, GracefulStop,
                            make_student, check_vocabularies, resolve_compile_mode, choose_layers, layer_stack,
                            ProgressMonitor)
@@ -253,8 +255,9 @@ def _student_model(run, st, teachers, toks, calib, device) -> tuple:
     stats, made = {}, {}
     if st.student.path:
         with phase("loading the student"):
-            student, stok = OmniModelLoader(st.student.path).load(device_map=device,
-                                                                  attn_implementation=st.optim.attn_implementation)
+            student, stok = OmniModelLoader(st.student.path).load(
+                device_map=device, attn_implementation=st.optim.attn_implementation,
+                use_unsloth=st.optim.use_unsloth, max_seq_length=st.optim.max_seq_length)
     else:
         base = st.student.teacher or next(iter(teachers))
         if base not in teachers:
@@ -300,6 +303,15 @@ def _training_args(st, run_dir, device) -> TrainingArguments:
         ddp_backend="gloo" if device == "cpu" and world > 1 else None, ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="non_padding")
 
+def _check_unsloth(st, device):
+    "Refuse, before anything loads, `use_unsloth` where it can't run: no student folder, no Unsloth, no CUDA device."
+    if not st.optim.use_unsloth: return
+    if not st.student.path:
+        raise TrainerError(f"{option_text('use_unsloth', True)} loads the student from its folder through Unsloth, but "
+                           "this run makes its student from a teacher's layers. Give the student's folder "
+                           f"({option_text('student.path', 'PATH')}), or drop the flag.")
+    check_unsloth(OmniModelLoader(st.student.path).info, device)
+
 # %% ../nbs/11_pipeline.ipynb #36a04810
 def check_saved_paths(st, run_dir):
     "Refuse (one `TrainerError`) a state whose teacher, dataset or student paths no longer exist."
@@ -323,6 +335,71 @@ def _with_progress(callbacks) -> list:
     "The caller's callbacks, plus the training bar unless they bring one of their own."
     return list(callbacks) + ([] if any(isinstance(c, ProgressMonitor) for c in callbacks) else [ProgressMonitor()])
 
+# %% ../nbs/11_pipeline.ipynb #afc0cf6a
+def teacher_cache_dir(st, run_dir) -> str:
+    "The folder of a run's teacher caches: `optim.teacher_cache`, or the run folder's teacher_cache/ for 'run'."
+    d = st.optim.teacher_cache
+    return os.path.join(run_dir, "teacher_cache") if d == "run" else os.path.abspath(os.path.expanduser(d))
+
+# %% ../nbs/11_pipeline.ipynb #36cf5ea7
+def cache_samples(train_ds, names, mode) -> dict:
+    "{teacher: the training samples it teaches (None: all)}: its own and the untagged under `dataset` routing."
+    if mode != "dataset" or len(names) == 1: return {n: None for n in names}
+    experts = [it.get("expert") for it in train_ds.items]
+    return {n: [i for i, e in enumerate(experts) if e in (n, None)] for n in names}
+
+# %% ../nbs/11_pipeline.ipynb #a7d6ead4
+def build_teacher_caches(folder, teachers, tokenizer, train_ds, st, loss_config=None,
+                         overwrite=False) -> CachedTeachers:
+    """Each teacher's cache of the run's training data in `folder`/NAME: built, resumed, or checked and reused; the
+    caches as the trainer reads them. Refused first when the loss needs hidden states (a cache has none)."""
+    c = loss_config or st.loss
+    if c.hidden_weight or (c.anchor_layers is not None and c.anchor_weight > 0):
+        raise TeacherCacheError(
+            f"{option_text('teacher_cache', st.optim.teacher_cache)} trains from the teachers' output distributions, "
+            f"but the hidden-state or anchoring term needs their hidden states: set {option_text('hidden_weight', 0)} "
+            f"and {option_text('anchor_weight', 0)}, or train without a cache ({option_text('teacher_cache', None)}).")
+    samples, o = cache_samples(train_ds, list(teachers), st.router.mode), st.optim
+    caches = {name: build_cache(m, tokenizer, train_ds, os.path.join(folder, name), k=o.teacher_cache_k,
+                                tail_samples=o.teacher_cache_samples, logprobs=o.teacher_cache_logprobs,
+                                samples=samples[name], max_length=o.max_seq_length,
+                                name=name, batch_size=st.hyper.batch_size, overwrite=overwrite)
+              for name, m in teachers.items()}
+    for c in caches.values():
+        if not c.complete:
+            raise TeacherCacheError(f"the teacher cache {c.folder} is missing {len(c.missing)} samples after its "
+                                    "build (a process failed?): run again; the build resumes.")
+    return CachedTeachers(caches)
+
+# %% ../nbs/11_pipeline.ipynb #550049fd
+class _TeachersOnDemand:
+    "The run's teachers by name, each loaded when first asked for: a run that trained from caches measures with them."
+    def __init__(self, paths, device, attn):
+        self.paths, self.device, self.attn, self._loaded = dict(paths), device, attn, {}
+    def __iter__(self): return iter(self.paths)
+    def __len__(self): return len(self.paths)
+    def __getitem__(self, name):
+        if name not in self._loaded:
+            self._loaded[name] = load_teachers({name: self.paths[name]}, self.device, "auto", self.attn)[0][name]
+        return self._loaded[name]
+
+# %% ../nbs/11_pipeline.ipynb #2911cdf3
+def cache_teachers(flags, folder, overwrite=False) -> CachedTeachers:
+    """Build (or resume) in `folder` the teacher caches a run with these `flags` trains from, without training. With
+    no datasets named, the built-in data is written into `folder`/data, as a run writes it into its folder."""
+    folder, st = os.path.abspath(folder), resolve_state(None, flags or {})
+    if not st.teachers:
+        raise TrainerError(f"no teachers: name at least one ({option_text('teachers', {'coder': 'PATH'})}).")
+    if not st.datasets:
+        n = st.hyper.sample_size + heldout_count(st.hyper.sample_size)
+        st = apply_flags(st, {"datasets": builtin_datasets(folder, list(st.teachers), n, st.hyper.seed)})
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    teachers, toks = load_teachers(st.teachers, device, "auto", st.optim.attn_implementation)
+    tokenizer = toks[next(iter(toks))]
+    train_ds, _, _ = build_training_data(st, tokenizer, list(teachers))
+    return build_teacher_caches(folder, teachers, tokenizer, train_ds, st, overwrite=overwrite)
+
 # %% ../nbs/11_pipeline.ipynb #6020fea5
 def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks, stop):
     "Everything before the first step: teachers, data, student, loss, router, Trainer; and how the student was made."
@@ -330,7 +407,8 @@ def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks
         raise TrainerError(f"no teachers: name at least one ({option_text('teachers', {'coder': 'PATH'})}).")
     _check_trackers(run.state, run_dir)
     st = _with_builtin_data(run, run_dir, train_examples)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"  # its own GPU
+    _check_unsloth(st, device)
     teachers, toks = load_teachers(st.teachers, device, "auto", st.optim.attn_implementation)
     tokenizer = toks[next(iter(toks))]
     train_ds, collator, heldout = build_training_data(st, tokenizer, list(teachers), train_examples, heldout_examples)
@@ -341,9 +419,14 @@ def _setup_run(run, run_dir, resume, train_examples, heldout_examples, callbacks
     measured = resume and _saved_metrics(run_dir).get("before")  # a run killed before its first measurement has none
     before = _measure(student, teachers, heldout, "before") if heldout and not measured else None
     args = _training_args(st, run_dir, device)
+    if st.optim.teacher_cache:  # the teachers' outputs, cached once; the teachers leave memory until the measurement
+        pool = build_teacher_caches(teacher_cache_dir(st, run_dir), teachers, tokenizer, train_ds, st, loss.config)
+        teachers = _TeachersOnDemand(st.teachers, device, st.optim.attn_implementation)
+        gc.collect()
+    else: pool = TeacherPool(teachers, args.device, st.optim.teacher_offload)
     stop = stop or GracefulStop()
     trainer = DistillationTrainer(
-        student=student, teachers=TeacherPool(teachers, args.device, st.optim.teacher_offload), distill_loss=loss,
+        student=student, teachers=pool, distill_loss=loss,
         router=router, args=args, train_dataset=train_ds, data_collator=collator, processing_class=tokenizer,
         callbacks=[stop, _RecordCheckpoints(run), *_with_progress(callbacks)],
         loss_log=os.path.join(run_dir, "losses.jsonl"))
@@ -437,12 +520,22 @@ def _trim_losses(run_dir, step):
     rows = [r for r in _loss_rows(path) if r["step"] <= step]
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows), "rewrite the loss log", TrainerError)
 
+def _main_process_says(value):
+    """The main process's `value`, on every process of a distributed run: only it knows what the flags changed (the
+    others read a state it may have rewritten already), and they must agree whether there is training left."""
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1: return value
+    from accelerate import PartialState
+    PartialState()  # the process group the Trainer would start anyway, started now
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
 def _resume_plan(run, run_dir) -> tuple:
     """`(checkpoint to resume from, whether training is done, the result read back when the run is finished)` for a
     resumed run; the user is told what the flags changed and which checkpoint, once its saved paths are known to be
     there (unless finished)."""
     checkpoint, said = resume_point(run_dir, run.state.run.last_checkpoint)
-    done = training_done(run, run_dir, checkpoint)
+    done = _main_process_says(training_done(run, run_dir, checkpoint) if _rank() == 0 else None)
     finished = _result_on_disk(run, run_dir, checkpoint) if done else None
     if finished is None: check_saved_paths(run.state, run_dir)
     _trim_losses(run_dir, _trained_steps(run_dir, checkpoint)[0] if checkpoint else 0)
@@ -451,6 +544,29 @@ def _resume_plan(run, run_dir) -> tuple:
         if getattr(run, "changes", None): warnings.warn("changed on resume:\n" + format_diff(run.changes), NexusNotice)
         warnings.warn(said + ("; its training is complete" if done else ""), NexusNotice)
     return checkpoint, done, finished
+
+# %% ../nbs/11_pipeline.ipynb #5469d2c9
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from .trainer import is_sharded
+
+def _gathered(student) -> dict:
+    "A sharded student's whole weights, on the main process's CPU (the others get none). Every process must call it."
+    return get_model_state_dict(student, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+def _whole_student(student, folder):
+    "The student saved in `folder`, loaded whole onto the device where the sharded `student` keeps its shards."
+    p = next(student.parameters())
+    return type(student).from_pretrained(folder, dtype=p.dtype,
+                                         attn_implementation=student.config._attn_implementation).to(p.device).eval()
+
+def _measured_after(student, folder, teachers, heldout):
+    """The held-out metrics after training: of the student itself, or, when FSDP2 shards it, of its whole copy saved
+    in `folder`, measured by the main process, which hands the numbers to the others."""
+    if not heldout: return None
+    if not is_sharded(student): return _measure(student, teachers, heldout, "after")
+    after = [_measure(_whole_student(student, folder), teachers, heldout, "after") if _rank() == 0 else None]
+    torch.distributed.broadcast_object_list(after, src=0)
+    return after[0]
 
 # %% ../nbs/11_pipeline.ipynb #c3fb95d8
 def _saved_metrics(run_dir) -> dict:
@@ -481,12 +597,13 @@ def _train(trainer, stop, run_dir, checkpoint, done):
             if isinstance(cb, ProgressMonitor): cb.close()
 
 def _finish(result, student, tokenizer, teachers, heldout):
-    "A run that was not stopped: save the student, measure it again, save both measurements."
+    "A run that was not stopped: save the student (gathered first when sharded), measure it again, save both."
     result.student_dir = os.path.join(result.run_dir, "student")
+    whole = _gathered(student) if is_sharded(student) else None  # every process takes part; the main one gets it
     if _rank() == 0:
         with phase(f"saving the student to {result.student_dir}"):
-            student.save_pretrained(result.student_dir); tokenizer.save_pretrained(result.student_dir)
-    result.after = _measure(student, teachers, heldout, "after") if heldout else None
+            student.save_pretrained(result.student_dir, state_dict=whole); tokenizer.save_pretrained(result.student_dir)
+    result.after = _measured_after(student, result.student_dir, teachers, heldout)
     metrics = {"before": result.before, "after": result.after}
     if _rank() == 0: _write_json(os.path.join(result.run_dir, "metrics.json"), metrics)
 

@@ -67,8 +67,8 @@ class DatasetConfig:
 # %% ../nbs/04_settings.ipynb #2ba56aaa
 @dataclass
 class OptimConfig:
-    "How the training runs: kernels, packing, sequence length, compilation, attention, precision, memory."
-    use_unsloth: bool = setting(False, "use Unsloth's fused kernels when it is installed")
+    "How the training runs: kernels, packing, sequence length, compilation, attention, precision, memory, caches."
+    use_unsloth: bool = setting(False, "load the student through Unsloth's kernels (needs unsloth and a CUDA GPU)")
     packing: bool = setting(True, "pack tokenised samples into full rows of `max_seq_length`")
     max_seq_length: int = setting(512, "tokens per training row", aliases=["max_length"], ge=8, le=1 << 20)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None = setting(
@@ -82,6 +82,17 @@ class OptimConfig:
                                            aliases=["activation_checkpointing"])
     teacher_offload: bool = setting(False, "keep teachers on the CPU and move each to the device only for its own "
                                            "samples")
+    teacher_cache: str | None = setting(
+        None, "train from the teachers' outputs cached in this folder (one subfolder per teacher; 'run': the run "
+              "folder's teacher_cache/), built first when missing or partial; null: run the teachers at every step")
+    teacher_cache_k: int = setting(16, "top-k tokens per position a teacher cache keeps", aliases=["cache_k"], ge=1)
+    teacher_cache_samples: int = setting(
+        16, "tokens per position a teacher cache draws from the teacher's distribution outside the top k (ids only, "
+            "each 1/s of that mass): the forward KL's unbiased target for the tail; 0: the top k alone",
+        aliases=["cache_samples"], ge=0)
+    teacher_cache_logprobs: Literal["uint8", "float16"] = setting(
+        "uint8", "how a teacher cache stores log-probabilities: 8 bits on a per-token scale, or fp16",
+        aliases=["cache_logprobs"])
 
 # %% ../nbs/04_settings.ipynb #c26fc6f3
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -129,6 +140,9 @@ class LossConfig:
                                        "tokenizer", ge=0)
     chunk_size: int | None = setting(None, "tokens per chunk of the logit term; null: about 4M logits a chunk (32M on "
                                            "an accelerator); 0: plain autograd", ge=0)
+    fused_loss: bool = setting(True, "make the student's and teachers' logits chunk by chunk inside the loss, from "
+                                     "their last hidden states and output heads, never all at once (where a model "
+                                     "qualifies; the best_teacher router needs them whole)")
     # the hidden-state term
     hidden_weight: float = setting(0.0, "weight of the hidden-state term", ge=0)
     hidden_loss: Literal["mse", "nmse"] = setting("nmse", "hidden-state distance: normalised "

@@ -7,7 +7,8 @@ Docs: https://nexus-distill.github.io/nexus/trainer.html.md"""
 # %% auto #0
 __all__ = ['LAYER_CHOICES', 'ROUTER_MODES', 'CHECKPOINT_COMPLETE', 'student_layer_indices', 'layer_stack', 'layer_importance',
            'choose_layers', 'make_student', 'TeacherRouter', 'TeacherPool', 'StudentWithLoss', 'DistillationTrainer',
-           'load_student_weights', 'check_vocabularies', 'GracefulStop', 'resolve_compile_mode', 'ProgressMonitor']
+           'load_student_weights', 'is_sharded', 'check_fsdp', 'check_vocabularies', 'GracefulStop',
+           'resolve_compile_mode', 'ProgressMonitor']
 
 # %% ../nbs/10_trainer.ipynb #f8b2cd2b
 import contextlib, copy, importlib, json, os, re, signal, sys, threading, time, warnings
@@ -23,9 +24,11 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 from .formats import atomic_write, open_regular
 from .progress import phase, clear_lines
 from .patches import load_state_allowing_tied, check_only_tied_missing
-from .errors import PatchError, TrainerError, VocabularyMismatchError, did_you_mean
+from .errors import PatchError, TrainerError, VocabularyMismatchError, TeacherCacheError, did_you_mean
 from .settings import LAYER_CHOICE_NAMES, StudentConfig, option_text
 from .losses import block_influence, decoder_layers
+from .cache import CachedTeachers
+from .fused import FusedHead, fused_logit_term
 
 # %% ../nbs/10_trainer.ipynb #9222c353
 def student_layer_indices(teacher_layers: int, num_layers: int) -> list[int]:
@@ -230,6 +233,7 @@ class TeacherPool:
                 self._host[name] = [(t, t.data.pin_memory() if pin else t.data) for t in tensors]
         self.resident_bytes = 0 if offload else sum(self.nbytes(n) for n in self.teachers)
         self.peak_resident_bytes = self.resident_bytes
+        self.fused = {n: FusedHead(m, f"teacher {n!r}") for n, m in self.teachers.items()}  # run without heads
 
     def nbytes(self, name): return sum(p.numel() * p.element_size() for p in self.teachers[name].parameters())
     @property
@@ -238,14 +242,17 @@ class TeacherPool:
 # %% ../nbs/10_trainer.ipynb #e3750579
 @patch
 @torch.no_grad()
-def forward(self: TeacherPool, name, inputs, hidden_states=False):
-    "One teacher's outputs on `inputs` (logits, and hidden states when asked)."
+def forward(self: TeacherPool, name, inputs, hidden_states=False, head=False):
+    """One teacher's outputs on `inputs` (logits, and hidden states when asked); with `head`, a `LogitHead` (its final
+    hidden states and output head, for the fused loss) instead of its logits, where the teacher qualifies."""
     m = self.teachers[name]
     if self.offload:
         for t, host in self._host[name]: t.data = host.to(self.device, non_blocking=True)
         self.resident_bytes = self.nbytes(name)
         self.peak_resident_bytes = max(self.peak_resident_bytes, self.resident_bytes)
-    try: out = m(**inputs, output_hidden_states=hidden_states, use_cache=False)
+    try:
+        out = self.fused[name](inputs["input_ids"], inputs.get("attention_mask"), hidden_states) if head else None
+        if out is None: out = m(**inputs, output_hidden_states=hidden_states, use_cache=False)
     finally:
         if self.offload:
             for t, host in self._host[name]: t.data = host
@@ -259,6 +266,7 @@ class StudentWithLoss(nn.Module):
     def __init__(self, student, distill_loss):
         super().__init__()
         self.student, self.distill_loss = student, distill_loss
+        self.fused = FusedHead(student)  # the student without its head, when it qualifies (decided on the first batch)
 
     @property
     def needs_hidden(self):
@@ -268,11 +276,14 @@ class StudentWithLoss(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, labels=None, teacher_outputs=None, teacher_weights=None,
                 route=None, num_tokens=None):
+        kw = dict(labels=labels, attention_mask=attention_mask, teacher_weights=teacher_weights, num_tokens=num_tokens)
+        if self.distill_loss.config.fused_loss and route is None:  # best_teacher's choice needs the student's logits
+            head = self.fused(input_ids, attention_mask, self.needs_hidden)  # (B, L, H) and (V, H), no logits
+            if head is not None: return self.distill_loss(head, teacher_outputs, **kw, logit_term=fused_logit_term)
         out = self.student(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.needs_hidden,
                            use_cache=False)
-        if route is not None: teacher_weights = route(out)  # best_teacher: choosing needs the student's own logits
-        return self.distill_loss(out, teacher_outputs, labels=labels, attention_mask=attention_mask,
-                                 teacher_weights=teacher_weights, num_tokens=num_tokens)
+        if route is not None: kw["teacher_weights"] = route(out)  # best_teacher: choosing needs the student's logits
+        return self.distill_loss(out, teacher_outputs, **kw)
 
 # %% ../nbs/10_trainer.ipynb #aebde8dd
 def _default_collator(features):
@@ -296,19 +307,28 @@ def _append_jsonl(path, rows):
 
 # %% ../nbs/10_trainer.ipynb #ada08ed2
 class DistillationTrainer(Trainer):
-    """`transformers.Trainer` that distils: teachers (a `TeacherPool`) run without gradients, the student and the
-    loss's projections learn, the loss is normalised over the tokens of the whole accumulation window (and of all
-    processes), and every loss component is logged at each logging step."""
+    """`transformers.Trainer` that distils: teachers (a `TeacherPool`, or their caches) run without gradients, the
+    student and the loss's projections learn, the loss is normalised over the tokens of the whole accumulation window
+    (and of all processes), and every loss component is logged at each logging step."""
     loss_is_scaled_for_ga = True  # normalised by the window's tokens already: the Trainer must not divide again
 
     def __init__(self, student=None, teachers=None, distill_loss=None, router=None, teacher_offload=False, args=None,
-                 loss_log=None, **kwargs):
+                 loss_log=None, teacher_cache=None, **kwargs):
+        if teacher_cache is not None:  # {name: TeacherCache or folder}, or `CachedTeachers`: no teacher in memory
+            if teachers: raise TrainerError("give teachers= or teacher_cache=, not both: a cache stands in for them.")
+            teachers = teacher_cache if isinstance(teacher_cache, CachedTeachers) else CachedTeachers(teacher_cache)
         if student is None or not teachers or distill_loss is None:
             raise TrainerError("DistillationTrainer needs student=, teachers= (a dict of name -> model, or a "
-                               "TeacherPool) and distill_loss=.")
+                               "TeacherPool) or teacher_cache= ({name: TeacherCache}), and distill_loss=.")
+        model = StudentWithLoss(student, distill_loss)
+        if isinstance(teachers, CachedTeachers) and model.needs_hidden:
+            raise TeacherCacheError("a teacher cache holds output distributions only, so the hidden-state and "
+                                    "anchoring terms can't train from it: set hidden_weight=0 and anchor_weight=0, or "
+                                    "distil from the teachers themselves (no cache).")
         kwargs.setdefault("data_collator", _default_collator)
-        super().__init__(model=StudentWithLoss(student, distill_loss), args=args, **kwargs)
-        self.teachers = (teachers if isinstance(teachers, TeacherPool)
+        super().__init__(model=model, args=args, **kwargs)
+        if isinstance(teachers, CachedTeachers): teachers.device = self.args.device
+        self.teachers = (teachers if isinstance(teachers, (TeacherPool, CachedTeachers))
                          else TeacherPool(teachers, self.args.device, teacher_offload))
         self.router = router or TeacherRouter("dataset", self.teachers.names)
         if self.router.names != self.teachers.names:
@@ -341,19 +361,21 @@ def get_batch_samples(self: DistillationTrainer, epoch_iterator, num_batches, de
 
 # %% ../nbs/10_trainer.ipynb #7819dbf9
 @patch
-def _teacher_outputs(self: DistillationTrainer, inputs, plan, kind, hidden) -> dict:
-    "Each teacher's outputs on the rows it teaches (all rows, unless each sample has a teacher of its own)."
-    ids, mask = inputs["input_ids"], inputs.get("attention_mask")
-    outs = {}
+def _teacher_outputs(self: DistillationTrainer, inputs, plan, kind, hidden, head=False) -> dict:
+    """Each teacher's outputs on the rows it teaches (all rows, unless each sample has a teacher of its own); a cache
+    gets the rows' `sample_index` too. With `head`, a teacher that qualifies gives its `LogitHead` instead of logits."""
+    cached = isinstance(self.teachers, CachedTeachers)
+    ids, keys = inputs["input_ids"], ("attention_mask", "sample_index") if cached else ("attention_mask",)
+    def part(rows=None):
+        return {k: v if rows is None else v[rows] for k in ("input_ids", *keys) if (v := inputs.get(k)) is not None}
+    outs, fwd = {}, ({"head": True} if head and not cached else {})
     for name, rows in plan.items():
         if kind == "choice" and len(rows) < ids.shape[0]:
             rows = rows.to(ids.device)
-            sub = {"input_ids": ids[rows], **({"attention_mask": mask[rows]} if mask is not None else {})}
-            outs[name] = (self.teachers.forward(name, sub, hidden) if len(rows)
-                          else _empty_output(self.teachers.teachers[name], ids.shape[1], ids.device, hidden))
-        else:
-            every = {"input_ids": ids, **({"attention_mask": mask} if mask is not None else {})}
-            outs[name] = self.teachers.forward(name, every, hidden)
+            if len(rows): outs[name] = self.teachers.forward(name, part(rows), hidden, **fwd)
+            elif cached: outs[name] = self.teachers.empty(name, ids.shape[1], ids.device)
+            else: outs[name] = _empty_output(self.teachers.teachers[name], ids.shape[1], ids.device, hidden)
+        else: outs[name] = self.teachers.forward(name, part(), hidden, **fwd)
     return outs
 
 # %% ../nbs/10_trainer.ipynb #c10e1895
@@ -362,7 +384,8 @@ def compute_loss(self: DistillationTrainer, model, inputs, return_outputs=False,
     "The distillation loss of a micro-batch, divided by the token counts of its window (`num_items_in_batch`)."
     inputs = dict(inputs)
     plan, kind = self.router.plan(inputs)
-    outs = self._teacher_outputs(inputs, plan, kind, self.accelerator.unwrap_model(model).needs_hidden)
+    fused = kind != "best" and self.distill_loss.config.fused_loss  # no teacher logits in full (best_teacher: needed)
+    outs = self._teacher_outputs(inputs, plan, kind, self.accelerator.unwrap_model(model).needs_hidden, fused)
     mask = inputs.get("attention_mask")
     def best(student_out):
         losses = {n: self.distill_loss.sample_logit_loss(student_out.logits, outs[n].logits, inputs.get("labels"), mask)
@@ -396,26 +419,35 @@ def log(self: DistillationTrainer, logs, start_time=None):
     super(DistillationTrainer, self).log(logs, start_time)
 
 # %% ../nbs/10_trainer.ipynb #bbb576b9
+def _saved_parts(wrapper, state_dict=None) -> tuple:
+    """The student's state to save (None: its own) and the loss's. A `state_dict` is what the Trainer gathered under
+    FSDP (full state dict) or DeepSpeed ZeRO-3 (consolidated), where the modules' own parameters are only shards."""
+    if state_dict is None: return None, {k: v.contiguous() for k, v in wrapper.distill_loss.state_dict().items()}
+    part = lambda prefix: {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return part("student."), {k: v.contiguous() for k, v in part("distill_loss.").items()}
+
 @patch
 def _save(self: DistillationTrainer, output_dir=None, state_dict=None):
-    "Save the student as `save_pretrained` writes it, plus the loss's learned state."
+    "Save the student as `save_pretrained` writes it, plus the loss's learned state (from `state_dict` when given)."
     out = output_dir or self.args.output_dir
     if not self.args.should_save: return
     os.makedirs(out, exist_ok=True)
     wrapper = self.accelerator.unwrap_model(self.model)
-    wrapper.student.save_pretrained(out)
-    loss_state = {k: v.contiguous() for k, v in wrapper.distill_loss.state_dict().items()}
+    student_state, loss_state = _saved_parts(wrapper, state_dict)
+    wrapper.student.save_pretrained(out, state_dict=student_state)
     save_file(loss_state, os.path.join(out, "distill_loss.safetensors"))
     if self.processing_class is not None: self.processing_class.save_pretrained(out)
     torch.save(self.args, os.path.join(out, "training_args.bin"))
 
 @patch
 def _load_from_checkpoint(self: DistillationTrainer, resume_from_checkpoint, model=None):
-    "Read a checkpoint back into the student, the loss and the logging interval in progress."
+    "Read a checkpoint back into the student, the loss (sharded by FSDP2: into each one's shards) and the interval."
     wrapper = self.accelerator.unwrap_model(model or self.model)
-    load_student_weights(wrapper.student, resume_from_checkpoint)
-    lp = os.path.join(resume_from_checkpoint, "distill_loss.safetensors")
-    if os.path.exists(lp): wrapper.distill_loss.load_state_dict(load_file(lp))
+    if is_sharded(wrapper): _load_sharded(wrapper, resume_from_checkpoint)
+    else:
+        load_student_weights(wrapper.student, resume_from_checkpoint)
+        lp = os.path.join(resume_from_checkpoint, "distill_loss.safetensors")
+        if os.path.exists(lp): wrapper.distill_loss.load_state_dict(load_file(lp))
     self._restore_interval(resume_from_checkpoint)
 
 # %% ../nbs/10_trainer.ipynb #3cfd9389
@@ -452,6 +484,85 @@ def load_student_weights(student, folder):
         state = load_state_dict(os.path.join(folder, SAFE_WEIGHTS_NAME))
         missing, unexpected = student.load_state_dict(state, strict=False)
     check_only_tied_missing(student, missing, unexpected, folder)
+
+# %% ../nbs/10_trainer.ipynb #dd7338aa
+from torch.distributed.tensor import DTensor
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+def is_sharded(module) -> bool:
+    "Whether FSDP2 (`fully_shard`) holds `module`'s weights in shards: its parameters are `DTensor`s."
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+def check_fsdp(plugin):
+    "Refuse FSDP settings whose checkpoints Nexus can't resume (in another number of processes, or in one)."
+    if plugin is None: return
+    if getattr(plugin, "fsdp_version", 1) != 2:
+        raise TrainerError("FSDP version 1 is not supported: set fsdp_version: 2 in accelerate's config file "
+                           "(fsdp_config), or FSDP_VERSION=2, for FSDP2 (`fully_shard`).")
+    kind = str(plugin.state_dict_type).rsplit(".", 1)[-1]
+    if kind != "FULL_STATE_DICT":
+        raise TrainerError(f"FSDP's state_dict_type {kind} writes checkpoints that only the same number of "
+                           "processes can read: set fsdp_state_dict_type: FULL_STATE_DICT in accelerate's config file "
+                           "(fsdp_config), or FSDP_STATE_DICT_TYPE=FULL_STATE_DICT.")
+
+@patch(as_prop=True)
+def _no_split_modules(self: StudentWithLoss):
+    "The student's layers FSDP must not split: accelerate's TRANSFORMER_BASED_WRAP gives each its own shard group."
+    return getattr(self.student, "_no_split_modules", None)
+
+@patch
+def train(self: DistillationTrainer, *args, **kwargs):
+    "The Trainer's `train`, once the FSDP settings (if any) are known to give resumable checkpoints."
+    check_fsdp(self.accelerator.state.fsdp_plugin if self.is_fsdp_enabled else None)
+    return super(DistillationTrainer, self).train(*args, **kwargs)
+
+# %% ../nbs/10_trainer.ipynb #12914bfa
+def _checkpoint_weights(folder) -> dict:
+    "A checkpoint's student weights in one dict: its one file, or every shard its index names."
+    index = os.path.join(folder, SAFE_WEIGHTS_INDEX_NAME)
+    if not os.path.exists(index): return load_file(os.path.join(folder, SAFE_WEIGHTS_NAME))
+    with open(index) as f: files = sorted(set(json.load(f)["weight_map"].values()))
+    return {k: v for name in files for k, v in load_file(os.path.join(folder, name)).items()}
+
+def _load_sharded(wrapper, folder):
+    """Put a checkpoint's whole weights into a sharded student and loss: the main process reads them, every process
+    keeps its shards of them (so any number of processes resumes any checkpoint). Tied copies may be absent."""
+    state = {}
+    if torch.distributed.get_rank() == 0:
+        state = {f"student.{k}": v for k, v in _checkpoint_weights(folder).items()}
+        lp = os.path.join(folder, "distill_loss.safetensors")
+        if os.path.exists(lp): state |= {f"distill_loss.{k}": v for k, v in load_file(lp).items()}
+    given = set(state)
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=False)
+    missing = set_model_state_dict(wrapper, state, options=options).missing_keys
+    if torch.distributed.get_rank() == 0:
+        known = {k for k, _ in (*wrapper.named_parameters(remove_duplicate=False), *wrapper.named_buffers())}
+        def of_student(keys): return sorted(k.removeprefix("student.") for k in keys if k.startswith("student."))
+        check_only_tied_missing(wrapper.student, of_student(missing), of_student(given - known), folder)
+
+# %% ../nbs/10_trainer.ipynb #4fed22cd
+def _named_optimizer_state(optimizer, model, state) -> dict:
+    "A plain optimizer state (each parameter by its position in `optimizer`) keyed by parameter name instead."
+    name = {p: n for n, p in model.named_parameters()}
+    order = [name[p] for g in optimizer.param_groups for p in g["params"]]
+    return {"state": {order[i]: s for i, s in state["state"].items()},
+            "param_groups": [{**g, "params": [order[i] for i in g["params"]]} for g in state["param_groups"]]}
+
+_OPTIMIZER_FILE = {False: "optimizer.pt", True: "optimizer.bin"}  # by sharded: the Trainer's, accelerate's FSDP one
+
+@patch
+def _load_optimizer_and_scheduler(self: DistillationTrainer, checkpoint):
+    """The Trainer's, unless the checkpoint's optimizer state is of the other kind: a sharded run's (by parameter
+    name) read into a plain optimizer, or a plain run's (by position) into a sharded one; then the scheduler's."""
+    sharded = self.is_fsdp_enabled
+    own, other = (os.path.join(checkpoint or "", _OPTIMIZER_FILE[s]) for s in (sharded, not sharded))
+    if checkpoint is None or self.is_deepspeed_enabled or os.path.exists(own) or not os.path.exists(other):
+        return super(DistillationTrainer, self)._load_optimizer_and_scheduler(checkpoint)
+    state = torch.load(other, map_location="cpu", weights_only=True)
+    optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's wrapper holds torch's
+    if sharded: state = _named_optimizer_state(optimizer, self.model, state)
+    set_optimizer_state_dict(self.model, optimizer, state, options=StateDictOptions(full_state_dict=sharded))
+    self.lr_scheduler.load_state_dict(torch.load(os.path.join(checkpoint, "scheduler.pt"), weights_only=True))
 
 # %% ../nbs/10_trainer.ipynb #43e276c5
 def check_vocabularies(student_tokenizer, teachers_tokenizers: dict, student_vocab: int, teacher_vocabs: dict,

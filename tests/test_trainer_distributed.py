@@ -45,3 +45,12 @@ def test_torchrun_matches_one_process_and_resumes_alone(distill_setup, tmp_path)
     assert [r["step"] for r in after] == [1, 2, 3, 4, 5, 6] and all(r["loss_total"] == r["loss_total"] for r in after)
     state = json.loads((tmp_path / "two" / ".pipeline_state.json").read_text())
     assert state["run"]["global_step"] == 6 and (tmp_path / "two" / "student" / "model.safetensors").exists()
+
+def test_finished_distributed_run_resumed_with_more_steps_trains_them(distill_setup, tmp_path):
+    "Only the main process knows the flags lengthened the plan: every process must agree there is training left."
+    script, run = str(HERE / "distill_run.py"), str(tmp_path / "run")
+    two = [TORCHRUN, "--nproc_per_node", "2", script, run]
+    check([*two, json.dumps(distill_flags(distill_setup, batch_size=4, max_steps=2))], timeout=300)
+    check([*two, "--resume", json.dumps({"max_steps": 3})], timeout=300)
+    assert [r["step"] for r in losses(run)] == [1, 2, 3]
+    assert json.loads((tmp_path / "run" / ".pipeline_state.json").read_text())["run"]["global_step"] == 3
